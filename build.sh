@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Project tasks. Every one sets up what it needs on a fresh machine first.
+#   ./build.sh test    mypy + the whole test suite (unit and moto-server integration)
+#   ./build.sh demo    the end-to-end demo on the embedded local AWS endpoint
+#   ./build.sh layer   build dist/supervisor-layer.zip and dist/supervisor-batch.pyz
+#   ./build.sh bench   the benchmarks (not part of test)
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV=${VENV:-$ROOT/.venv}
+PY=$VENV/bin/python
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+ensure_system_packages() {
+  # proot runs udocker containers (execmode P1); busybox-static builds the tiny test image.
+  local missing=()
+  command -v proot >/dev/null 2>&1 || missing+=(proot)
+  [ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    log "missing system packages: ${missing[*]} (install them: apt-get install -y ${missing[*]})"
+    return 0
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_venv() {
+  if [ ! -x "$PY" ]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+    "$PY" -m pip install -q --upgrade pip
+  fi
+  local stamp="$VENV/.stamp-deps" want
+  want=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "installing the project and its test dependencies into $VENV"
+    "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+cmd_test() {
+  ensure_system_packages
+  ensure_venv
+  log "mypy"
+  "$VENV/bin/mypy"
+  log "pytest"
+  "$VENV/bin/pytest" "$@"
+}
+
+cmd_demo() {
+  ensure_system_packages
+  ensure_venv
+  "$PY" -m supervisor.local.demo "$@"
+}
+
+case "${1:-}" in
+  test) shift; cmd_test "$@" ;;
+  demo) shift; cmd_demo "$@" ;;
+  *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

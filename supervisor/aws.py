@@ -1,0 +1,87 @@
+"""boto3 clients, made once per process and passed in to the steps that use them.
+
+The endpoint, region and credentials come from boto3's own resolution
+(``AWS_ENDPOINT_URL``, ``AWS_REGION``, the execution role), exactly as on AWS;
+a named storage provider (``storage_providers.s3.<id>``) brings its own keys,
+region and endpoint.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping, Optional
+
+from .config import S3Provider
+from .errors import ConfigError
+
+__all__ = ["ClientFactory", "DEFAULT_PROVIDER"]
+
+DEFAULT_PROVIDER = "s3"
+
+
+class ClientFactory:
+    """Creates and caches boto3 clients; one instance serves a whole process.
+
+    ``providers`` maps a provider id (the part after ``s3.``) to its settings.
+    Clients are thread-safe once made; creation is serialised with a lock.
+    """
+
+    def __init__(self, session: Optional[Any] = None,
+                 providers: Optional[Mapping[str, S3Provider]] = None) -> None:
+        self._session = session
+        self._providers: Mapping[str, S3Provider] = dict(providers or {})
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def with_providers(self, providers: Mapping[str, S3Provider]) -> "ClientFactory":
+        """A factory sharing this one's session and default clients, with other providers."""
+        other = ClientFactory(self._session, providers)
+        other._clients = {k: v for k, v in self._clients.items() if k[1] == DEFAULT_PROVIDER}
+        return other
+
+    def _get_session(self) -> Any:
+        if self._session is None:
+            import boto3.session
+
+            self._session = boto3.session.Session()
+        return self._session
+
+    def client(self, service: str) -> Any:
+        """The default-credentials client for ``service``."""
+        return self._cached(service, DEFAULT_PROVIDER)
+
+    def s3(self, storage_provider: str = DEFAULT_PROVIDER) -> Any:
+        """The S3 client for ``"s3"`` or a named ``"s3.<id>"`` storage provider."""
+        return self._cached("s3", storage_provider)
+
+    def _cached(self, service: str, provider: str) -> Any:
+        key = (service, provider)
+        client = self._clients.get(key)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(key)
+                if client is None:
+                    client = self._make(service, provider)
+                    self._clients[key] = client
+        return client
+
+    def _make(self, service: str, provider: str) -> Any:
+        from botocore.config import Config
+
+        config = Config(retries={"max_attempts": 5, "mode": "standard"},
+                        max_pool_connections=32)
+        if provider == DEFAULT_PROVIDER:
+            return self._get_session().client(service, config=config)
+        kind, _, ident = provider.partition(".")
+        settings = self._providers.get(ident)
+        if kind != "s3" or settings is None:
+            known = ", ".join(["s3"] + [f"s3.{i}" for i in sorted(self._providers)])
+            raise ConfigError([f"storage provider {provider!r} is not defined; defined: {known}"])
+        kwargs: dict[str, Any] = {"config": config}
+        if settings.region:
+            kwargs["region_name"] = settings.region
+        if settings.endpoint:
+            kwargs["endpoint_url"] = settings.endpoint
+        if settings.access_key and settings.secret_key:
+            kwargs["aws_access_key_id"] = settings.access_key
+            kwargs["aws_secret_access_key"] = settings.secret_key
+        return self._get_session().client(service, **kwargs)

@@ -1,0 +1,509 @@
+"""The AWS Batch job's entry point: ``supervisor-batch`` (``python -m supervisor.batch_entry``).
+
+It does on Batch what the Lambda handler does on Lambda: download the input
+object, run the user's script on it with the same environment (but
+``EXECUTION_SERVICE=batch`` and no deadline), and upload what it wrote.
+
+Input, first found wins:
+
+1. ``SUPERVISOR_HANDOFF=s3://bucket/key``: the hand-off document the Lambda
+   side wrote when it delegated the record (S3 record, function config,
+   script, original request id).
+2. SCAR's form: the S3 event in ``EVENT`` (or, when ``EVENT`` is not set, on
+   stdin), the function configuration in ``FUNCTION_CONFIG`` (base64 YAML; or
+   ``FUNCTION_CONFIG_PATH``, ``/var/task/function_config.yaml``), the script
+   in ``SCRIPT`` (base64; else the event's ``script`` field, else the
+   configuration's ``init_script`` file). Every object-creation record is
+   processed, in order; other records are skipped. The request id is
+   ``AWS_LAMBDA_REQUEST_ID`` / ``REQUEST_ID``, else ``AWS_BATCH_JOB_ID``.
+
+Other settings: ``SUPERVISOR_SCRIPT_TIMEOUT`` (seconds per record; default
+none), ``SUPERVISOR_WORK_DIR`` (default: the system temp dir),
+``SUPERVISOR_DEBUG=1`` (tracebacks on stderr). In a multi-node job
+(``AWS_BATCH_JOB_NODE_INDEX`` and ``AWS_BATCH_JOB_MAIN_NODE_INDEX``) every
+node downloads the input and runs the script; only the main node uploads.
+
+Output: JSON log lines on stderr (one per phase, each script output line, and
+a final ``job done``); one JSON line ``{"records": [...], ...}`` on stdout.
+
+Exit codes (**contract**; with several records, the first non-zero one):
+
+====  ==============================================================
+code  meaning
+====  ==============================================================
+0     the script exited 0 and every output was uploaded
+1-255 the script's own exit code (nothing was uploaded)
+128+N the script was killed by signal N (``supervisor-batch`` itself
+      stopped by signal N: the same)
+124   the script ran past ``SUPERVISOR_SCRIPT_TIMEOUT`` and was killed
+126   the script could not be written or started
+66    the input could not be read: the hand-off document or the object
+74    an output could not be uploaded
+78    bad arguments, environment, configuration or event
+70    an internal error of the supervisor
+====  ==============================================================
+
+Every non-zero exit ends stderr with one plain line ``supervisor-batch: <reason>``
+(for a script failure: which object, and the script's exit code).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO, Union
+
+from . import __version__
+from . import config as config_mod
+from . import events
+from .aws import ClientFactory
+from .config import FunctionConfig
+from .errors import (ConfigError, DelegationError, EventError, ScriptError, ScriptTimeout,
+                     StageInError, StageOutError, SupervisorError)
+from .events import InputObject
+from .handoff import HANDOFF_ENV, REQUEST_ID_ENV, parse_s3_uri, read_handoff
+from .jsonlog import JsonLogging, install
+from .pipeline import Job, run_job
+from .result import RecordResult
+from .watchdog import Deadline
+
+__all__ = [
+    "main", "console_main", "exit_code_for", "script_exit_code", "read_settings",
+    "Settings", "Terminated",
+    "EX_OK", "EX_NOINPUT", "EX_SOFTWARE", "EX_IOERR", "EX_CONFIG", "EX_TIMEOUT",
+    "EX_CANNOT_RUN",
+]
+
+PROG = "supervisor-batch"
+
+EVENT_ENV = "EVENT"
+SCRIPT_ENV = "SCRIPT"
+REQUEST_ID_ALT_ENV = "REQUEST_ID"
+JOB_ID_ENV = "AWS_BATCH_JOB_ID"
+TIMEOUT_ENV = "SUPERVISOR_SCRIPT_TIMEOUT"
+WORK_DIR_ENV = "SUPERVISOR_WORK_DIR"
+DEBUG_ENV = "SUPERVISOR_DEBUG"
+NODE_INDEX_ENV = "AWS_BATCH_JOB_NODE_INDEX"
+MAIN_NODE_INDEX_ENV = "AWS_BATCH_JOB_MAIN_NODE_INDEX"
+
+EX_OK = 0
+EX_NOINPUT = 66  # sysexits.h
+EX_SOFTWARE = 70
+EX_IOERR = 74
+EX_CONFIG = 78
+EX_TIMEOUT = 124  # as timeout(1)
+EX_CANNOT_RUN = 126  # as the shell's "found but cannot execute"
+
+LOGGER = "supervisor"
+log = logging.getLogger("supervisor.batch")
+script_log = logging.getLogger("supervisor.script")
+
+_NO_INPUT = (f"no input: neither {HANDOFF_ENV} nor {EVENT_ENV} is set and stdin is {{}}; "
+             f"set {HANDOFF_ENV}=s3://bucket/key, or {EVENT_ENV} to the S3 event JSON, "
+             "or pass the event on stdin")
+
+
+class Terminated(BaseException):
+    """``supervisor-batch`` got SIGTERM (Batch stops a job that way) or another signal.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception``
+    on the way swallows it; the runner's cleanup still kills the script's group.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {_signal_name(signum)}")
+
+
+# --------------------------------------------------------------------------- exit codes
+
+def script_exit_code(returncode: int) -> int:
+    """The process exit code for a script's ``Popen.returncode``.
+
+    ``0``–``255`` as is; killed by signal N (``-N``) is ``128 + N``, as a shell reports it.
+    """
+    if returncode < 0:
+        return min(128 - returncode, 255)
+    return returncode if returncode <= 255 else EX_SOFTWARE
+
+
+def exit_code_for(outcome: Union[RecordResult, BaseException]) -> int:
+    """The exit code for one record's result or for what was raised (pure; see the table)."""
+    if isinstance(outcome, RecordResult):
+        if outcome.status in ("completed", "skipped"):
+            return EX_OK
+        if outcome.status == "failed" and outcome.exit_code:
+            return script_exit_code(outcome.exit_code)
+        return EX_SOFTWARE  # failed without a script exit code, or "delegated": not here
+    if isinstance(outcome, Terminated):
+        return min(128 + outcome.signum, 255)
+    if isinstance(outcome, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    if isinstance(outcome, ScriptTimeout):
+        return EX_TIMEOUT
+    if isinstance(outcome, (ConfigError, EventError)):
+        return EX_CONFIG
+    if isinstance(outcome, (StageInError, DelegationError)):
+        return EX_NOINPUT
+    if isinstance(outcome, StageOutError):
+        return EX_IOERR
+    if isinstance(outcome, ScriptError):
+        return EX_CANNOT_RUN
+    return EX_SOFTWARE
+
+
+def reason_for(exc: BaseException) -> str:
+    """One line saying what went wrong (an unexpected error names its type)."""
+    if isinstance(exc, (SupervisorError, Terminated)):
+        text = str(exc) or type(exc).__name__
+    elif isinstance(exc, KeyboardInterrupt):
+        text = "interrupted"
+    else:
+        text = f"internal error: {type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------- settings
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment says about how to run (not what to run)."""
+
+    timeout: Optional[float] = None  # seconds per record; None: no deadline
+    work_base: Optional[Path] = None  # None: the system temp dir
+    node_index: Optional[int] = None
+    main_node_index: Optional[int] = None
+    debug: bool = False
+
+    @property
+    def upload(self) -> bool:
+        """Whether this node uploads outputs: always, unless a non-main node of a multi-node job."""
+        return self.node_index is None or self.node_index == self.main_node_index
+
+    def deadline(self, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        """A fresh deadline for one record."""
+        return Deadline.none() if self.timeout is None else Deadline.after(self.timeout, clock)
+
+
+def read_settings(environ: Mapping[str, str]) -> Settings:
+    """Validate the settings variables; every problem at once in one ``ConfigError``."""
+    problems: list[str] = []
+    timeout: Optional[float] = None
+    raw = environ.get(TIMEOUT_ENV, "").strip()
+    if raw:
+        try:
+            timeout = float(raw)
+        except ValueError:
+            timeout = None
+        if timeout is None or not math.isfinite(timeout) or timeout <= 0:
+            problems.append(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
+            timeout = None
+    work_base: Optional[Path] = None
+    raw = environ.get(WORK_DIR_ENV, "")
+    if raw:
+        work_base = Path(raw)
+        if not work_base.is_dir():
+            problems.append(f"{WORK_DIR_ENV}={raw!r}: not an existing directory")
+    node = _index(environ, NODE_INDEX_ENV, problems)
+    main_node = _index(environ, MAIN_NODE_INDEX_ENV, problems)
+    if (node is None) != (main_node is None):
+        node = main_node = None  # not a multi-node job: a lone variable means nothing
+    if problems:
+        raise ConfigError(problems)
+    return Settings(timeout=timeout, work_base=work_base, node_index=node,
+                    main_node_index=main_node, debug=environ.get(DEBUG_ENV, "") == "1")
+
+
+def _index(environ: Mapping[str, str], name: str, problems: list[str]) -> Optional[int]:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        problems.append(f"{name}={raw!r}: expected a node index (0, 1, ...)")
+        return None
+    return int(raw)
+
+
+# --------------------------------------------------------------------------- input
+
+@dataclass(frozen=True)
+class _Work:
+    """What to run: resolved from the hand-off or from SCAR's variables."""
+
+    config: FunctionConfig
+    script: str
+    request_id: str
+    objects: list[InputObject]
+    source: str  # for the log: the hand-off URI, "EVENT" or "stdin"
+    attempt: Optional[int] = None  # the hand-off's attempt number
+
+
+def _resolve(environ: Mapping[str, str], stdin: Optional[TextIO],
+             clients: ClientFactory) -> _Work:
+    uri = environ.get(HANDOFF_ENV, "").strip()
+    if uri:
+        return _from_handoff(uri, clients)
+    return _from_scar(environ, stdin)
+
+
+def _from_handoff(uri: str, clients: ClientFactory) -> _Work:
+    try:
+        parse_s3_uri(uri)
+    except DelegationError as exc:  # a malformed variable is configuration, not input
+        raise ConfigError([str(exc)]) from exc
+    doc = read_handoff(clients.s3(), uri)
+    objects = events.parse({"Records": [dict(doc.record)]})
+    if not objects:
+        raise EventError(f"the hand-off {uri} holds no S3 object record")
+    config = config_mod.parse(doc.function_config, check_files=False)
+    return _Work(config=config, script=doc.script, request_id=doc.request_id,
+                 objects=objects, source=uri, attempt=doc.attempt)
+
+
+def _from_scar(environ: Mapping[str, str], stdin: Optional[TextIO]) -> _Work:
+    text = environ.get(EVENT_ENV)
+    source = EVENT_ENV
+    if text is None:
+        text, source = _read_stdin(stdin), "stdin"
+    elif not text.strip():
+        raise ConfigError([f"{EVENT_ENV} is empty; expected the S3 event as JSON"])
+    objects = events.parse(text)
+    event = json.loads(text)  # valid: events.parse accepted it
+    # SCRIPT usually replaces init_script here: its file is checked only when it is read.
+    config = config_mod.load(environ, check_files=False)
+    script = _scar_script(environ, event if isinstance(event, Mapping) else {}, config)
+    request_id = (environ.get(REQUEST_ID_ENV) or environ.get(REQUEST_ID_ALT_ENV)
+                  or environ.get(JOB_ID_ENV) or str(uuid.uuid4()))
+    return _Work(config=config, script=script, request_id=request_id, objects=objects,
+                 source=source)
+
+
+def _read_stdin(stdin: Optional[TextIO]) -> str:
+    stream = sys.stdin if stdin is None else stdin
+    if stream is None or stream.closed:
+        raise ConfigError([_NO_INPUT.format("closed")])
+    try:
+        if stream.isatty():
+            raise ConfigError([_NO_INPUT.format("a terminal")])
+        text = stream.read()
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"cannot read the event from stdin: {exc}"]) from exc
+    if not text.strip():
+        raise ConfigError([_NO_INPUT.format("empty")])
+    return text
+
+
+def _scar_script(environ: Mapping[str, str], event: Mapping[str, Any],
+                 config: FunctionConfig) -> str:
+    encoded = environ.get(SCRIPT_ENV, "")
+    if encoded.strip():
+        try:
+            return base64.b64decode("".join(encoded.split()), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as exc:
+            raise ConfigError([f"{SCRIPT_ENV}: not base64 of a UTF-8 script ({exc})"]) from exc
+    from_event = events.script_from_event(event)
+    if from_event is not None:
+        return from_event
+    if not config.init_script:
+        raise ConfigError([f"no script to run: set {SCRIPT_ENV} (base64) or init_script in "
+                           "the function configuration"])
+    try:
+        return Path(config.init_script).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"init_script: cannot read {config.init_script}: {exc}"]) from exc
+
+
+# --------------------------------------------------------------------------- running
+
+def _process(obj: InputObject, work: _Work, settings: Settings, clients: ClientFactory,
+             environ: Mapping[str, str], logging_setup: JsonLogging) -> tuple[RecordResult, int]:
+    """One record, its own error boundary: a failure is a failed result and its exit code."""
+    if not obj.is_create:
+        log.info("record skipped", extra={"bucket": obj.bucket, "key": obj.key,
+                                          "event_name": obj.event_name})
+        return RecordResult(bucket=obj.bucket, key=obj.key, status="skipped",
+                            reason=f"{obj.event_name} is not an object creation"), EX_OK
+    logging_setup.bind(bucket=obj.bucket, key=obj.key)
+    start = time.monotonic()
+    try:
+        job = Job(obj=obj, config=work.config, script=work.script,
+                  request_id=work.request_id, execution_service="batch",
+                  deadline=settings.deadline(), upload=settings.upload)
+        result = run_job(job, clients=clients, base_env=environ,
+                         work_base=settings.work_base, on_line=_log_script_line)
+    except Exception as exc:  # the record's error boundary; the next record still runs
+        code = exit_code_for(exc)
+        log.error("record failed", exc_info=settings.debug,
+                  extra={"error": reason_for(exc), "exit_code": code})
+        return RecordResult(bucket=obj.bucket, key=obj.key, status="failed",
+                            duration=time.monotonic() - start, error=reason_for(exc)), code
+    finally:
+        logging_setup.bind(bucket=None, key=None)
+    if settings.node_index is not None:
+        result = dataclasses.replace(result, extra={
+            **result.extra, "node_index": settings.node_index, "main_node": settings.upload})
+    return result, exit_code_for(result)
+
+
+def _log_script_line(line: str) -> None:
+    script_log.info(line)
+
+
+def _run(environ: Mapping[str, str], stdin: Optional[TextIO],
+         clients: Optional[ClientFactory], logging_setup: JsonLogging) -> int:
+    start = time.monotonic()
+    results: list[RecordResult] = []
+    codes: list[int] = []
+    failure: Optional[BaseException] = None
+    request_id: Optional[str] = None
+    debug = environ.get(DEBUG_ENV, "") == "1"
+    try:
+        settings = read_settings(environ)
+        factory = clients if clients is not None else ClientFactory()
+        work = _resolve(environ, stdin, factory)
+        request_id = work.request_id
+        level_ok = logging_setup.set_level(work.config.log_level or "INFO")
+        logging_setup.bind(request_id=work.request_id, function=work.config.name,
+                           job_id=environ.get(JOB_ID_ENV), node_index=settings.node_index)
+        if not level_ok:
+            log.warning("unknown log_level; using INFO", extra={"log_level": work.config.log_level})
+        log.info("job start", extra={
+            "source": work.source, "attempt": work.attempt, "records": len(work.objects),
+            "upload": settings.upload, "timeout": settings.timeout})
+        factory = factory.with_providers(work.config.storage_providers)
+        for obj in work.objects:
+            result, code = _process(obj, work, settings, factory, environ, logging_setup)
+            results.append(result)
+            codes.append(code)
+    except (Exception, Terminated, KeyboardInterrupt) as exc:
+        failure = exc
+        codes.append(exit_code_for(exc))
+    code = next((c for c in codes if c != EX_OK), EX_OK)
+    uploaded = [uri for r in results for uri in r.uploaded]
+    if results or request_id is not None:
+        log.info("job done", extra={
+            "status": "completed" if code == EX_OK else "failed", "exit_code": code,
+            "duration": round(time.monotonic() - start, 3), "uploaded": uploaded,
+            "records": len(results)})
+    logging_setup.handler.flush()
+    _write_summary(results, code, request_id, failure)
+    if code != EX_OK:
+        if failure is not None and debug:
+            traceback.print_exception(type(failure), failure, failure.__traceback__,
+                                      file=sys.stderr)
+        _say(_final_reason(results, codes, failure))
+    return code
+
+
+def _final_reason(results: Sequence[RecordResult], codes: Sequence[int],
+                  failure: Optional[BaseException]) -> str:
+    """The reason for the exit code: that of the first record that gave it."""
+    for result, code in zip(results, codes):
+        if code != EX_OK:
+            what = result.error or f"script exited with code {result.exit_code}"
+            return f"s3://{result.bucket}/{result.key}: {what}"
+    return reason_for(failure) if failure is not None else "failed"
+
+
+def _write_summary(results: Sequence[RecordResult], code: int, request_id: Optional[str],
+                   failure: Optional[BaseException]) -> None:
+    summary: dict[str, Any] = {"records": [r.to_dict() for r in results], "exit_code": code,
+                               "request_id": request_id}
+    if failure is not None:
+        summary["error"] = reason_for(failure)
+    sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _say(reason: str) -> None:
+    sys.stderr.write(f"{PROG}: {reason}\n")
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- entry points
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are a ``ConfigError`` (exit 78, one line), not exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError([f"arguments: {message}"])
+
+
+def _parser() -> argparse.ArgumentParser:
+    doc = __doc__ or ""
+    body = doc.split("\n\n", 1)[1] if "\n\n" in doc else doc
+    parser = _Parser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run one delegated supervisor job on AWS Batch: download the S3 "
+                    "object, run the user's script on it, upload its outputs.",
+        epilog=body.replace("``", "").replace("**", ""))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None,
+         stdin: Optional[TextIO] = None, *, clients: Optional[ClientFactory] = None) -> int:
+    """Run the job described by ``environ`` (default: this process's); return the exit code.
+
+    The environment is read here and only here; ``clients`` defaults to a
+    ``ClientFactory`` over boto3's own resolution (``AWS_ENDPOINT_URL``,
+    ``AWS_REGION``, the job role). Nothing is written to ``os.environ``.
+    """
+    env = dict(os.environ) if environ is None else dict(environ)
+    try:
+        _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else EX_OK
+    except ConfigError as exc:
+        _say(reason_for(exc))
+        return EX_CONFIG
+    with install(LOGGER, stream=sys.stderr) as logging_setup:
+        return _run(env, stdin, clients, logging_setup)
+
+
+def console_main() -> None:
+    """The ``supervisor-batch`` console script: SIGTERM stops the script cleanly, then exit."""
+    previous = _trap_signals()
+    try:
+        code = main()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    raise SystemExit(code)
+
+
+def _trap_signals() -> dict[int, Any]:
+    """Turn SIGTERM into ``Terminated`` so the script's group is killed and cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # let the cleanup finish
+        raise Terminated(signum)
+
+    return {signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+if __name__ == "__main__":
+    console_main()

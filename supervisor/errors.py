@@ -1,0 +1,73 @@
+"""The supervisor's own error tree.
+
+Every failure the supervisor knows how to describe is one of these; foreign
+errors (botocore, OSError, yaml) are translated where they happen with
+``raise Ours(msg) from exc``. Only ``handler.py`` and ``batch_entry.py`` turn
+them into a response or an exit code.
+
+::
+
+    SupervisorError
+    ├── ConfigError        the function configuration is missing or invalid
+    ├── EventError         the invocation event is not a usable S3 event
+    ├── StageInError       the input object could not be downloaded
+    ├── StageOutError      an output could not be uploaded
+    ├── ScriptError        the user's script could not be found or started
+    ├── ScriptTimeout      the script exceeded its time budget
+    └── DelegationError    the job could not be handed to AWS Batch
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+__all__ = [
+    "SupervisorError",
+    "ConfigError",
+    "EventError",
+    "StageInError",
+    "StageOutError",
+    "ScriptError",
+    "ScriptTimeout",
+    "DelegationError",
+]
+
+
+class SupervisorError(Exception):
+    """Base of every error the supervisor raises on purpose."""
+
+
+class ConfigError(SupervisorError):
+    """The function configuration is missing or invalid.
+
+    ``problems`` holds one line per problem, each naming the field path and
+    what is allowed; ``str(err)`` joins them with ``"; "`` so the error stays
+    one line in logs.
+    """
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems: tuple[str, ...] = tuple(problems) or ("invalid configuration",)
+        super().__init__("; ".join(self.problems))
+
+
+class EventError(SupervisorError):
+    """The invocation event is not an S3 event the supervisor can process."""
+
+
+class StageInError(SupervisorError):
+    """The input object could not be downloaded."""
+
+
+class StageOutError(SupervisorError):
+    """One or more outputs could not be uploaded."""
+
+
+class ScriptError(SupervisorError):
+    """The user's script could not be found or started."""
+
+
+class ScriptTimeout(SupervisorError):
+    """The script (with stage-in) exceeded the time budget and was killed."""
+
+
+class DelegationError(SupervisorError):
+    """The job could not be handed off to AWS Batch."""

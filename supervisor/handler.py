@@ -1,0 +1,229 @@
+"""The Lambda entry point: ``supervisor.handler.lambda_handler``.
+
+This is the one error boundary on the Lambda side: every record of the event
+ends as ``completed``, ``delegated``, ``failed`` or ``skipped`` in the
+response, whatever goes wrong with it.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+from . import config as config_mod
+from .aws import ClientFactory
+from .config import FunctionConfig
+from .delegate import Delegator, HandoffInProgress
+from .errors import ConfigError, EventError, ScriptTimeout, SupervisorError
+from .events import InputObject, parse, script_from_event
+from .pipeline import Job, run_job
+from .plan import delegate_reason
+from .result import RecordResult, build_response, response_headers
+from .watchdog import Deadline
+
+__all__ = ["lambda_handler", "handle", "WORK_DIR_ENV"]
+
+WORK_DIR_ENV = "SUPERVISOR_WORK_DIR"
+SERVICE = "supervisor"
+# The hand-off itself must finish before Lambda kills the invocation.
+HANDOFF_MARGIN_S = 1.0
+
+script_log = logging.getLogger("supervisor.script")
+
+
+def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """AWS Lambda entry: process every S3 record of ``event``; see ``handle``."""
+    return handle(event, context, environ=dict(os.environ), clients=process_clients())
+
+
+@functools.lru_cache(maxsize=1)
+def process_clients() -> ClientFactory:
+    """The process's client factory: clients are reused across warm invocations."""
+    return ClientFactory()
+
+
+@functools.lru_cache(maxsize=1)
+def _logger() -> Any:
+    from aws_lambda_powertools import Logger
+
+    return Logger(service=SERVICE)
+
+
+def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str],
+           clients: ClientFactory, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Process one invocation; returns the Lambda response of the contract."""
+    logger = _logger()
+    request_id = str(getattr(context, "aws_request_id", "") or uuid.uuid4())
+    logger.append_keys(request_id=request_id)
+    headers = response_headers(request_id, str(getattr(context, "log_group_name", "")),
+                               str(getattr(context, "log_stream_name", "")))
+    remaining_ms = _remaining_ms(context)
+    metrics = _Metrics(environ)
+    try:
+        try:
+            objects = parse(event)
+        except EventError as exc:
+            logger.error("not a usable S3 event", extra={"error": str(exc)})
+            metrics.count("Failures")
+            return build_response([], error=str(exc), status_code=400, headers=headers)
+        try:
+            config = config_mod.load(environ)
+            script = _script(event, config)
+        except (ConfigError, EventError, SupervisorError) as exc:
+            logger.error("cannot process the event", extra={"error": str(exc)})
+            results = [_skipped(o) if not o.is_create else _failed(o, str(exc))
+                       for o in objects]
+            metrics.count("Failures")
+            return build_response(results, error=str(exc), headers=headers)
+        if config.log_level:
+            logger.setLevel(config.log_level)
+        run = _Invocation(config=config, script=script, request_id=request_id,
+                          environ=environ, clients=clients.with_providers(config.storage_providers),
+                          remaining_ms=remaining_ms, context=context, clock=clock)
+        results = [run.process(obj) for obj in objects]
+        for result in results:
+            metrics.record(result)
+        response = build_response(results, headers=headers)
+        logger.info("invocation done", extra={"status_code": response["statusCode"],
+                                              "records": len(results)})
+        return response
+    finally:
+        metrics.flush()
+        logger.remove_keys(["request_id"])
+
+
+class _Invocation:
+    """The per-invocation state: config, script, deadlines, the delegator."""
+
+    def __init__(self, *, config: FunctionConfig, script: str, request_id: str,
+                 environ: Mapping[str, str], clients: ClientFactory,
+                 remaining_ms: Optional[int], context: Any,
+                 clock: Callable[[], float]) -> None:
+        self.config = config
+        self.script = script
+        self.request_id = request_id
+        self.environ = environ
+        self.clients = clients
+        self.clock = clock
+        threshold = float(config.container.timeout_threshold)
+        if remaining_ms is None:
+            self.deadline = Deadline.none()
+            handoff_deadline = Deadline.none()
+        else:
+            self.deadline = Deadline.from_remaining_ms(remaining_ms, threshold, clock)
+            handoff_deadline = Deadline.from_remaining_ms(remaining_ms, HANDOFF_MARGIN_S, clock)
+        self.work_base = Path(environ.get(WORK_DIR_ENV) or tempfile.gettempdir())
+        self.delegator = Delegator(config, script=script, request_id=request_id,
+                                   clients=clients, deadline=handoff_deadline,
+                                   lambda_context=context if remaining_ms is not None else None)
+
+    def process(self, obj: InputObject) -> RecordResult:
+        """One record, with its own error boundary: it always ends in a result."""
+        logger = _logger()
+        logger.append_keys(bucket=obj.bucket, key=obj.key)
+        start = self.clock()
+        try:
+            if not obj.is_create:
+                return _skipped(obj)
+            mode = self.config.execution_mode
+            reason = delegate_reason(
+                mode, object_size=obj.size, free_bytes=shutil.disk_usage(self.work_base).free,
+                budget=self.deadline.remaining(self.clock),
+                threshold=float(self.config.container.timeout_threshold))
+            if reason is not None:
+                return self._delegate(obj, reason, start)
+            try:
+                return run_job(Job(obj=obj, config=self.config, script=self.script,
+                                   request_id=self.request_id, execution_service="lambda",
+                                   deadline=self.deadline),
+                               clients=self.clients, base_env=self.environ,
+                               work_base=self.work_base, on_line=_log_script_line,
+                               clock=self.clock)
+            except ScriptTimeout as exc:
+                if mode == "lambda-batch":
+                    logger.warning("time budget exceeded, handing off", extra={"error": str(exc)})
+                    return self._delegate(obj, str(exc), start)
+                return _failed(obj, f"exceeded the time budget: {exc}", self.clock() - start)
+        except HandoffInProgress as exc:
+            return _skipped(obj, str(exc))
+        except SupervisorError as exc:
+            logger.error("record failed", extra={"error": str(exc)})
+            return _failed(obj, str(exc), self.clock() - start)
+        except Exception as exc:  # the error boundary: a bug must not lose the record
+            logger.exception("internal error")
+            return _failed(obj, f"internal error: {type(exc).__name__}: {exc}",
+                           self.clock() - start)
+        finally:
+            logger.remove_keys(["bucket", "key"])
+
+    def _delegate(self, obj: InputObject, reason: str, start: float) -> RecordResult:
+        done = self.delegator.delegate(obj, reason)
+        return RecordResult(bucket=obj.bucket, key=obj.key, status="delegated",
+                            duration=self.clock() - start, job_id=done.job_id, reason=reason,
+                            extra={"handoff": done.handoff_uri, "duplicate": done.duplicate})
+
+
+def _script(event: Mapping[str, Any], config: FunctionConfig) -> str:
+    """The script text: the event's base64 ``script`` field, else ``init_script``."""
+    from_event = script_from_event(event)
+    if from_event is not None:
+        return from_event
+    if not config.init_script:
+        raise ConfigError(["init_script: no script to run; set init_script in the function "
+                           "configuration or pass a base64 'script' in the event"])
+    try:
+        return Path(config.init_script).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"init_script: cannot read {config.init_script}: {exc}"]) from exc
+
+
+def _remaining_ms(context: Any) -> Optional[int]:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return int(getter()) if callable(getter) else None
+
+
+def _log_script_line(line: str) -> None:
+    script_log.info(line)
+
+
+def _skipped(obj: InputObject, reason: Optional[str] = None) -> RecordResult:
+    return RecordResult(bucket=obj.bucket, key=obj.key, status="skipped",
+                        reason=reason or f"{obj.event_name} is not an object creation")
+
+
+def _failed(obj: InputObject, error: str, duration: float = 0.0) -> RecordResult:
+    return RecordResult(bucket=obj.bucket, key=obj.key, status="failed", error=error,
+                        duration=duration)
+
+
+class _Metrics:
+    """CloudWatch metrics (EMF) for one invocation: counts by outcome and duration."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        from aws_lambda_powertools import Metrics
+
+        self._metrics = Metrics(namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE",
+                                                      "Supervisor"), service=SERVICE)
+        self.count("Invocations")
+
+    def count(self, name: str) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        self._metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+    def record(self, result: RecordResult) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        self.count({"completed": "Completed", "delegated": "Delegated",
+                    "failed": "Failures", "skipped": "Skipped"}[result.status])
+        self._metrics.add_metric(name="Duration", unit=MetricUnit.Seconds,
+                                 value=round(result.duration, 3))
+
+    def flush(self) -> None:
+        self._metrics.flush_metrics()

@@ -1,0 +1,250 @@
+"""The hand-off to AWS Batch: the document, its S3 staging, and the SubmitJob request.
+
+A delegated record is described by one JSON document (``Handoff``) written to
+S3 under a staging prefix that no function's input path contains; the Batch
+job gets only a pointer to it (``SUPERVISOR_HANDOFF=s3://…``) and the request
+id, so the SubmitJob request stays small whatever the script or the
+configuration weigh.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Optional
+
+from .config import FunctionConfig
+from .errors import DelegationError
+from .watchdog import Deadline
+
+__all__ = [
+    "SCHEMA_VERSION", "HANDOFF_ENV", "REQUEST_ID_ENV", "Handoff", "job_name",
+    "staging_key", "build_submit_request", "check_limits", "write_handoff",
+    "read_handoff", "submit_job", "parse_s3_uri",
+]
+
+SCHEMA_VERSION = 1
+HANDOFF_ENV = "SUPERVISOR_HANDOFF"
+REQUEST_ID_ENV = "AWS_LAMBDA_REQUEST_ID"
+
+# Batch's documented limits (SubmitJob).
+MAX_OVERRIDES_CHARS = 8192
+MAX_REQUEST_BYTES = 30 * 1024
+MAX_JOB_NAME = 128
+MAX_TAG_VALUE = 256
+
+_RETRYABLE = {"ThrottlingException", "TooManyRequestsException", "Throttling",
+              "RequestLimitExceeded", "ServiceUnavailable", "ServerException",
+              "InternalFailure", "InternalServerError"}
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Everything the Batch side needs to run one record as Lambda would have."""
+
+    record: Mapping[str, Any]  # the raw S3 event record
+    function_config: Mapping[str, Any]  # FunctionConfig.raw, unknown keys kept
+    script: str
+    request_id: str
+    function_name: str
+    created_at: str  # ISO 8601, UTC
+    attempt: int = 1
+    reason: str = ""
+    version: int = SCHEMA_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The document as JSON text (what is written to S3)."""
+        doc = {
+            "version": self.version, "record": self.record,
+            "function_config": self.function_config, "script": self.script,
+            "request_id": self.request_id, "function_name": self.function_name,
+            "created_at": self.created_at, "attempt": self.attempt, "reason": self.reason,
+        }
+        doc.update(self.extra)
+        return json.dumps(doc, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Handoff":
+        """Parse a document written by ``to_json``; unknown keys are kept in ``extra``."""
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise DelegationError(f"hand-off document is not JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise DelegationError("hand-off document is not a JSON object")
+        version = doc.get("version")
+        if version != SCHEMA_VERSION:
+            raise DelegationError(
+                f"hand-off document version {version!r} is not supported; expected {SCHEMA_VERSION}")
+        types: dict[str, type] = {"record": dict, "function_config": dict, "script": str,
+                                  "request_id": str, "function_name": str,
+                                  "created_at": str, "attempt": int, "reason": str}
+        bad = [f"{k} (expected {t.__name__})" for k, t in types.items()
+               if not isinstance(doc.get(k), t)]
+        if bad:
+            raise DelegationError("hand-off document has missing or invalid fields: "
+                                  + ", ".join(bad))
+        extra = {k: v for k, v in doc.items() if k not in types and k != "version"}
+        return cls(record=doc["record"], function_config=doc["function_config"],
+                   script=doc["script"], request_id=doc["request_id"],
+                   function_name=doc["function_name"], created_at=doc["created_at"],
+                   attempt=doc["attempt"], reason=doc["reason"], version=version, extra=extra)
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with milliseconds and ``Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _record_identity(record: Mapping[str, Any]) -> str:
+    s3 = record.get("s3", {})
+    obj = s3.get("object", {})
+    parts = [s3.get("bucket", {}).get("name", ""), obj.get("key", ""),
+             obj.get("versionId") or obj.get("sequencer") or obj.get("eTag") or ""]
+    return "\0".join(str(p) for p in parts)
+
+
+def staging_key(prefix: str, handoff: Handoff) -> str:
+    """Where the document goes: ``<prefix><function>/<request id>/<record hash>.json``."""
+    digest = hashlib.sha256(_record_identity(handoff.record).encode()).hexdigest()[:16]
+    prefix = prefix.strip("/")
+    head = f"{prefix}/" if prefix else ""
+    return f"{head}{handoff.function_name}/{handoff.request_id}/{digest}.json"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into (bucket, key); a clear error otherwise."""
+    if not uri.startswith("s3://") or "/" not in uri[5:] or uri[5:].startswith("/"):
+        raise DelegationError(f"{HANDOFF_ENV}={uri!r} is not an s3://bucket/key URI")
+    bucket, key = uri[5:].split("/", 1)
+    if not bucket or not key:
+        raise DelegationError(f"{HANDOFF_ENV}={uri!r} is not an s3://bucket/key URI")
+    return bucket, key
+
+
+def write_handoff(s3: Any, handoff: Handoff, bucket: str, key: str) -> str:
+    """Store the document (server-side encrypted: it may hold provider keys); return its URI."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=handoff.to_json().encode("utf-8"),
+                      ContentType="application/json", ServerSideEncryption="AES256")
+    except (ClientError, BotoCoreError) as exc:
+        raise DelegationError(f"cannot write the hand-off to s3://{bucket}/{key}: {exc}") from exc
+    return f"s3://{bucket}/{key}"
+
+
+def read_handoff(s3: Any, uri: str) -> Handoff:
+    """Fetch and parse the document a Batch job was pointed at."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = parse_s3_uri(uri)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise DelegationError(f"cannot read the hand-off {uri}: {exc}") from exc
+    return Handoff.from_json(body)
+
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def job_name(function_name: str, key: str) -> str:
+    """A Batch job name from the function and the object key: ``[A-Za-z0-9_-]``, ≤ 128."""
+    base = key.rstrip("/").rsplit("/", 1)[-1] or "object"
+    name = _NAME_BAD.sub("_", f"{function_name}-{base}").strip("_-")
+    if not name or not name[0].isalnum():
+        name = f"job-{name}"
+    return name[:MAX_JOB_NAME].rstrip("_-") or "job"
+
+
+_TAG_BAD = re.compile(r"[^\w\s+=.:/@-]")
+
+
+def _tag(value: str) -> str:
+    return _TAG_BAD.sub("_", value)[:MAX_TAG_VALUE]
+
+
+def build_submit_request(config: FunctionConfig, *, handoff_uri: str, request_id: str,
+                         bucket: str, key: str) -> dict[str, Any]:
+    """The SubmitJob request for one delegated record (pure; limits checked)."""
+    environment = [{"name": HANDOFF_ENV, "value": handoff_uri},
+                   {"name": REQUEST_ID_ENV, "value": request_id}]
+    request: dict[str, Any] = {
+        "jobName": job_name(config.name, key),
+        "jobQueue": config.batch.job_queue or config.name,
+        "jobDefinition": config.batch.job_definition or config.name,
+        "tags": {"supervisor:function": _tag(config.name),
+                 "supervisor:request-id": _tag(request_id),
+                 "supervisor:object": _tag(f"{bucket}/{key}")},
+        "propagateTags": True,
+    }
+    overrides = {"environment": environment}
+    if config.batch.multi_node_parallel.enabled:
+        request["nodeOverrides"] = {"nodePropertyOverrides": [
+            {"targetNodes": "0:", "containerOverrides": overrides}]}
+    else:
+        request["containerOverrides"] = overrides
+    if config.batch.retry_attempts is not None:
+        request["retryStrategy"] = {"attempts": config.batch.retry_attempts}
+    if config.batch.job_timeout is not None:
+        request["timeout"] = {"attemptDurationSeconds": config.batch.job_timeout}
+    check_limits(request)
+    return request
+
+
+def check_limits(request: Mapping[str, Any]) -> None:
+    """Fail before calling AWS when a request breaks Batch's size limits."""
+    overrides = request.get("containerOverrides") or request.get("nodeOverrides") or {}
+    size = len(json.dumps(overrides))
+    if size > MAX_OVERRIDES_CHARS:
+        raise DelegationError(f"SubmitJob overrides are {size} characters; Batch allows "
+                              f"{MAX_OVERRIDES_CHARS}")
+    total = len(json.dumps(request).encode("utf-8"))
+    if total > MAX_REQUEST_BYTES:
+        raise DelegationError(f"SubmitJob request is {total} bytes; Batch allows "
+                              f"{MAX_REQUEST_BYTES}")
+    name = str(request.get("jobName", ""))
+    if not name or len(name) > MAX_JOB_NAME or _NAME_BAD.search(name):
+        raise DelegationError(f"job name {name!r} is not 1-{MAX_JOB_NAME} characters of "
+                              "[A-Za-z0-9_-]")
+
+
+def submit_job(batch: Any, request: Mapping[str, Any], *, deadline: Deadline,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep, max_attempts: int = 8) -> str:
+    """Call SubmitJob, retrying throttling and 5xx with backoff while time remains.
+
+    At most ``max_attempts`` calls; a retry is made only when the deadline
+    leaves room for its pause. Returns the job id.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    delay = 0.1
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            answer = batch.submit_job(**request)
+            return str(answer["jobId"])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            if code not in _RETRYABLE and status < 500:
+                raise DelegationError(f"SubmitJob to queue {request.get('jobQueue')!r} "
+                                      f"failed: {code}: {exc}") from exc
+            error: Exception = exc
+        except BotoCoreError as exc:
+            error = exc
+        pause = delay * (1 + random.random())
+        remaining = deadline.remaining(clock)
+        if attempt >= max_attempts or (remaining is not None and remaining < pause):
+            raise DelegationError(f"SubmitJob failed {attempt} time(s) and the time budget ran "
+                                  f"out: {error}") from error
+        sleep(pause)
+        delay = min(delay * 2, 2.0)

@@ -1,0 +1,56 @@
+"""The embedded AWS endpoint: a moto server on a free loopback port."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Endpoint", "start_endpoint", "FAKE_CREDENTIALS"]
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass
+class Endpoint:
+    """A running moto server; ``env`` points boto3 (and subprocesses) at it."""
+
+    url: str
+    server: Any
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment variables that make boto3 talk to this endpoint."""
+        return dict(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.url)
+
+    def stop(self) -> None:
+        """Shut the server down."""
+        self.server.stop()
+
+    def __enter__(self) -> "Endpoint":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_endpoint() -> Endpoint:
+    """Start moto's server on 127.0.0.1 (free port), Batch without Docker."""
+    import logging
+
+    import requests
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    answer = requests.post(f"{url}/moto-api/config", json={"batch": {"use_docker": False}},
+                           timeout=10)
+    answer.raise_for_status()
+    return Endpoint(url=url, server=server)

@@ -1,0 +1,103 @@
+"""One record through stage-in, the script, and stage-out: the same on Lambda and Batch."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+from .aws import ClientFactory
+from .config import FunctionConfig
+from .errors import ScriptTimeout
+from .events import InputObject
+from .result import RecordResult
+from .runner import build_env, run, script_argv, write_script
+from .storage import stage_in, stage_out
+from .watchdog import Deadline
+from .workdir import WorkDirs
+
+__all__ = ["Job", "run_job", "input_provider"]
+
+log = logging.getLogger("supervisor.pipeline")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one run of the user's script needs, resolved up front."""
+
+    obj: InputObject
+    config: FunctionConfig
+    script: str
+    request_id: str
+    execution_service: str  # "lambda" or "batch"
+    deadline: Deadline = Deadline.none()
+    upload: bool = True  # False on the non-main nodes of a multi-node Batch job
+
+
+def input_provider(config: FunctionConfig, bucket: str) -> str:
+    """The storage provider of the input path the object's bucket belongs to ("s3" if none)."""
+    for path in config.input:
+        if path.bucket == bucket:
+            return path.storage_provider
+    return "s3"
+
+
+def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
+            work_base: Optional[Path] = None,
+            on_line: Optional[Callable[[str], None]] = None,
+            clock: Callable[[], float] = time.monotonic) -> RecordResult:
+    """Download the object, run the script on it, upload what it wrote.
+
+    Returns ``completed`` when the script exited 0 and every output was
+    uploaded, ``failed`` when it exited non-zero (nothing is uploaded).
+    Raises ``ScriptTimeout`` when the deadline passed during stage-in or the
+    script (the work dir, partial outputs included, is gone by then), and the
+    ``StageInError`` / ``StageOutError`` / ``ScriptError`` of the failing step.
+    """
+    obj, config = job.obj, job.config
+    start = clock()
+    work = WorkDirs.create(work_base, label=job.execution_service)
+    try:
+        t0 = clock()
+        s3 = clients.s3(input_provider(config, obj.bucket))
+        input_file = stage_in(s3, bucket=obj.bucket, key=obj.key, input_dir=work.input_dir,
+                              version_id=obj.version_id)
+        log.info("stage-in done", extra={"phase": "stage-in", "seconds": round(clock() - t0, 3),
+                                         "bytes": input_file.stat().st_size})
+        if job.deadline.expired(clock):
+            raise ScriptTimeout(f"stage-in of {obj.uri} exceeded the time budget")
+        script_path = write_script(job.script, work)
+        env = build_env(
+            base_env=base_env, input_file=input_file, work=work, bucket=obj.bucket,
+            key=obj.key, record_json=obj.record_json(), event_time=obj.event_time,
+            request_id=job.request_id, execution_service=job.execution_service,
+            variables=config.container.environment,
+            pass_aws_credentials=config.container.pass_aws_credentials)
+        result = run(script_argv(script_path), env=env, cwd=work.root, deadline=job.deadline,
+                     log_path=work.log_path, on_line=on_line, clock=clock)
+        log.info("run done", extra={"phase": "run", "seconds": round(result.duration, 3),
+                                    "exit_code": result.exit_code,
+                                    "timed_out": result.timed_out})
+        if result.timed_out:
+            work.clear_outputs()
+            raise ScriptTimeout(
+                f"script exceeded the time budget after {result.duration:.1f} s and was killed;"
+                " its partial outputs were discarded")
+        if not result.succeeded:
+            return RecordResult(bucket=obj.bucket, key=obj.key, status="failed",
+                                exit_code=result.exit_code, duration=clock() - start,
+                                output_tail=result.output_tail,
+                                error=f"script exited with code {result.exit_code}")
+        uploaded: list[str] = []
+        if job.upload:
+            t0 = clock()
+            uploaded = [u.uri for u in stage_out(clients, work.output_dir, config.output)]
+            log.info("stage-out done", extra={"phase": "stage-out",
+                                              "seconds": round(clock() - t0, 3),
+                                              "files": len(uploaded)})
+        return RecordResult(bucket=obj.bucket, key=obj.key, status="completed",
+                            exit_code=result.exit_code, duration=clock() - start,
+                            uploaded=tuple(uploaded), output_tail=result.output_tail)
+    finally:
+        work.remove()

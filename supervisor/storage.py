@@ -1,0 +1,478 @@
+"""Stage-in and stage-out: the input object to a local file, output files to S3.
+
+``safe_name``, ``select_outputs``, ``output_key`` and ``content_type`` decide
+*what* moves where and touch nothing remote; ``stage_in`` and ``stage_out`` do
+the transfers over a boto3 S3 client with s3transfer's ``TransferManager``, so
+large objects move in ranged / multipart requests with bounded memory.
+
+Foreign errors (botocore, s3transfer, ``OSError``) are translated here into
+``StageInError`` / ``StageOutError`` with a one-line message naming the S3 URI
+and the reason.
+"""
+from __future__ import annotations
+
+import errno
+import mimetypes
+import os
+import secrets
+import stat
+import threading
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any, Optional, Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.exceptions import (
+    RetriesExceededError,
+    S3DownloadFailedError,
+    S3UploadFailedError,
+    S3ValidationError,
+)
+from s3transfer.manager import TransferConfig, TransferManager
+
+from .aws import ClientFactory
+from .config import StoragePath
+from .errors import StageInError, StageOutError
+
+__all__ = [
+    "FALLBACK_NAME",
+    "Uploaded",
+    "content_type",
+    "output_key",
+    "safe_name",
+    "select_outputs",
+    "stage_in",
+    "stage_out",
+]
+
+#: The input file's name when the key has no usable base name.
+FALLBACK_NAME = "input"
+
+_NAME_MAX = 255  # bytes, the usual file-name limit (ext4, xfs, tmpfs)
+_KEEP_EXT_MAX = _NAME_MAX - 16  # a longer "extension" is not worth keeping
+_PART_TAG = ".part-"
+_TOKEN_BYTES = 6  # 12 hex characters
+_MIN_PART = 5 * 1024 * 1024  # S3's smallest multipart part
+_SHOWN_FAILURES = 3
+
+# Errors a transfer may raise that we translate; anything else is a bug and propagates.
+_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (
+    ClientError,
+    BotoCoreError,
+    OSError,
+    RetriesExceededError,
+    S3DownloadFailedError,
+    S3UploadFailedError,
+    S3ValidationError,
+    CancelledError,
+)
+
+# Only Python's built-in table, so the answer is the same on Lambda, Batch and a laptop.
+_MIME = mimetypes.MimeTypes()
+_ENCODING_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
+
+
+# ---------------------------------------------------------------------------
+# pure helpers
+
+
+def _cap_bytes(name: str, limit: int) -> str:
+    """``name`` cut on a character boundary to at most ``limit`` UTF-8 bytes."""
+    raw = name.encode("utf-8")
+    if len(raw) <= limit:
+        return name
+    return raw[:limit].decode("utf-8", "ignore")
+
+
+def _cap_name(name: str, limit: int = _NAME_MAX) -> str:
+    """``name`` shortened to ``limit`` UTF-8 bytes, keeping its extension when it can."""
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    stem, ext = os.path.splitext(name)
+    ext_len = len(ext.encode("utf-8"))
+    if stem and ext and ext_len <= min(_KEEP_EXT_MAX, limit - 16):
+        return _cap_bytes(stem, limit - ext_len) + ext
+    return _cap_bytes(name, limit)
+
+
+def safe_name(key: str) -> str:
+    """The file name the object ``key`` gets inside the input dir.
+
+    The key's last non-empty ``/``-segment (so ``"a/b/"`` gives ``"b"``), with
+    NUL removed and capped at 255 UTF-8 bytes keeping the extension. A key with
+    no such segment, or whose last one is ``"."`` or ``".."``, gives
+    ``FALLBACK_NAME``. The result never contains ``/`` and is never ``.`` or
+    ``..``, so ``input_dir / safe_name(key)`` is always directly in ``input_dir``.
+    """
+    cleaned = key.replace("\0", "").encode("utf-8", "replace").decode("utf-8")
+    segments = [segment for segment in cleaned.split("/") if segment]
+    if not segments or segments[-1] in (".", ".."):
+        return FALLBACK_NAME
+    return _cap_name(segments[-1])
+
+
+def _normalise_filter(entry: str) -> str:
+    """A prefix filter as a relative path: no leading ``/`` or ``./``."""
+    while entry.startswith("./") or entry.startswith("/"):
+        entry = entry[2:] if entry.startswith("./") else entry[1:]
+    return entry
+
+
+def _matches(rel: str, prefix: Sequence[str], suffix: Sequence[str]) -> bool:
+    if prefix and not any(rel.startswith(_normalise_filter(p)) for p in prefix):
+        return False
+    if suffix and not any(rel.endswith(s) for s in suffix):
+        return False
+    return True
+
+
+def select_outputs(output_dir: Path, *, prefix: Sequence[str] = (),
+                   suffix: Sequence[str] = ()) -> list[tuple[Path, str]]:
+    """The files to upload from ``output_dir``: ``(absolute path, relative posix path)``.
+
+    Every regular file under ``output_dir``, recursively, whose relative path
+    starts with any of ``prefix`` and ends with any of ``suffix`` (an empty
+    list matches everything), sorted by relative path. Symlinks (to files or
+    directories) are neither returned nor followed; FIFOs, sockets and devices
+    are skipped; nothing that resolves outside ``output_dir`` is returned.
+    Prefix entries are read as relative paths (a leading ``/`` or ``./`` is
+    ignored). A missing ``output_dir`` has no outputs.
+
+    Raises ``StageOutError`` when a directory under ``output_dir`` cannot be listed.
+    """
+    root = Path(os.path.abspath(output_dir))
+    real_root = os.path.realpath(root)
+    errors: list[OSError] = []
+    found: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append, followlinks=False):
+        dirnames.sort()
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(full).st_mode
+            except FileNotFoundError:
+                continue  # gone already: it is not an output
+            except OSError as exc:
+                raise StageOutError(f"cannot inspect output {full}: {exc.strerror}") from exc
+            if not stat.S_ISREG(mode):
+                continue
+            real = os.path.realpath(full)
+            if os.path.commonpath([real_root, real]) != real_root:
+                continue
+            rel = PurePath(os.path.relpath(full, root)).as_posix()
+            if _matches(rel, prefix, suffix):
+                found.append((Path(full), rel))
+    for err in errors:
+        if isinstance(err, FileNotFoundError) and os.path.abspath(err.filename or "") == str(root):
+            continue
+        raise StageOutError(f"cannot list outputs in {err.filename}: {err.strerror}") from err
+    found.sort(key=lambda item: item[1])
+    return found
+
+
+def output_key(key_prefix: str, rel: str) -> str:
+    """The S3 key of output ``rel`` under ``key_prefix`` (``""`` = bucket root).
+
+    Segments are joined with single ``/``; empty and ``"."`` segments are
+    dropped, so the key never starts with ``/`` nor contains ``//`` and
+    ``"./a"`` is ``"a"``. Other segments (``..`` included) are kept verbatim:
+    S3 keys are flat names, nothing there can be escaped. Raises
+    ``ValueError`` when nothing is left.
+    """
+    parts = [part for part in f"{key_prefix}/{rel}".split("/") if part not in ("", ".")]
+    if not parts:
+        raise ValueError(f"no S3 key can be made from prefix {key_prefix!r} and path {rel!r}")
+    return "/".join(parts)
+
+
+def content_type(rel: str) -> str:
+    """The ``Content-Type`` for an output named ``rel``.
+
+    Python's built-in table (system files are not read, so every host agrees);
+    a compressed name like ``x.tar.gz`` gets the compression's type
+    (``application/gzip``); unknown names get ``application/octet-stream``.
+    """
+    guessed, encoding = _MIME.guess_type(rel, strict=False)
+    if encoding is not None:
+        return _ENCODING_TYPES.get(encoding, "application/octet-stream")
+    return guessed or "application/octet-stream"
+
+
+# ---------------------------------------------------------------------------
+# reasons, one line each
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _client_reason(exc: ClientError, missing: str) -> str:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "")) or "error"
+    message = _one_line(str(error.get("Message", "")))
+    if code in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
+        return missing
+    if code == "NoSuchBucket":
+        return "bucket does not exist"
+    if code in ("403", "AccessDenied", "Forbidden", "AllAccessDisabled"):
+        return "access denied"
+    if code in ("412", "PreconditionFailed"):
+        return "object changed during the transfer"
+    return f"{code}: {message}" if message else code
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        reason = "no space left on device"
+    elif exc.errno == errno.EDQUOT:
+        reason = "disk quota exceeded"
+    else:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename:
+        reason = f"{reason}: {exc.filename}"
+    return _one_line(reason)
+
+
+def _reason(exc: BaseException, missing: str) -> str:
+    if isinstance(exc, ClientError):
+        return _client_reason(exc, missing)
+    if isinstance(exc, OSError):
+        return _os_reason(exc)
+    if isinstance(exc, (S3DownloadFailedError, S3UploadFailedError)) and exc.__cause__:
+        return _reason(exc.__cause__, missing)
+    return _one_line(str(exc)) or type(exc).__name__
+
+
+# ---------------------------------------------------------------------------
+# stage-in
+
+
+def _s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def _open_temp(directory: Path, name: str) -> tuple[Path, int]:
+    """Create ``.<name>.part-<random>`` in ``directory`` exclusively; return it and its fd."""
+    budget = _NAME_MAX - 1 - len(_PART_TAG) - 2 * _TOKEN_BYTES
+    stem = _cap_name(name, budget)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(8):
+        temp = directory / f".{stem}{_PART_TAG}{secrets.token_hex(_TOKEN_BYTES)}"
+        try:
+            return temp, os.open(temp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
+
+
+def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
+             version_id: Optional[str] = None,
+             transfer_config: Optional[Any] = None) -> Path:
+    """Download ``s3://bucket/key`` to ``input_dir / safe_name(key)``; return that path.
+
+    The object is written to a hidden temporary file in ``input_dir`` by an
+    s3transfer ``TransferManager`` (ranged, concurrent GETs above the
+    multipart threshold, pinned to the object's ETag; bounded memory) and
+    renamed into place only when complete and as long as HEAD said, so the
+    final name never holds a partial file. ``version_id`` downloads that
+    version. ``transfer_config`` is an s3transfer/boto3 ``TransferConfig``.
+
+    Raises ``StageInError`` (one line: the URI and why) on any failure, after
+    removing the temporary file.
+    """
+    uri = _s3_uri(bucket, key) + (f" (version {version_id})" if version_id else "")
+    directory = Path(input_dir)
+    final = directory / safe_name(key)
+    if final.resolve().parent != directory.resolve():  # cannot happen; do not trust, check
+        raise StageInError(f"cannot download {uri}: {final} is not inside {directory}")
+    extra_args = {"VersionId": version_id} if version_id else {}
+    temp: Optional[Path] = None
+    done = False
+    try:
+        temp, fd = _open_temp(directory, final.name)
+        with os.fdopen(fd, "wb") as sink:
+            with TransferManager(s3, transfer_config or TransferConfig()) as manager:
+                future = manager.download(bucket, key, sink, extra_args=extra_args)
+                future.result()
+                expected = future.meta.size
+            sink.flush()
+            written = os.fstat(sink.fileno()).st_size
+        if expected is not None and written != expected:
+            raise StageInError(f"cannot download {uri}: got {written} bytes, "
+                               f"the object has {expected}")
+        os.replace(temp, final)
+        done = True
+    except _TRANSFER_ERRORS as exc:
+        raise StageInError(f"cannot download {uri}: {_reason(exc, 'does not exist')}") from exc
+    finally:
+        if temp is not None and not done:
+            try:
+                os.unlink(temp)
+            except FileNotFoundError:
+                pass
+    return final
+
+
+# ---------------------------------------------------------------------------
+# stage-out
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """One uploaded output."""
+
+    bucket: str
+    key: str
+    size: int
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/key``."""
+        return _s3_uri(self.bucket, self.key)
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """One planned upload: a local file to ``bucket/key`` on a provider."""
+
+    provider: str
+    bucket: str
+    key: str
+    path: Path
+    rel: str
+
+
+class _UploadFailed(Exception):
+    """An upload's failure, as the one-line reason the report shows."""
+
+
+def _plan(output_dir: Path, outputs: Sequence[StoragePath]) -> list[_Upload]:
+    """Every (file, destination) pair, once per provider/bucket/key."""
+    plan: dict[tuple[str, str, str], _Upload] = {}
+    for out in outputs:
+        for path, rel in select_outputs(output_dir, prefix=out.prefix, suffix=out.suffix):
+            key = output_key(out.key_prefix, rel)
+            plan.setdefault((out.storage_provider, out.bucket, key),
+                            _Upload(out.storage_provider, out.bucket, key, path, rel))
+    return list(plan.values())
+
+
+def _upload_config(threshold: int) -> TransferConfig:
+    return TransferConfig(multipart_threshold=max(threshold, 1),
+                          multipart_chunksize=max(threshold, _MIN_PART))
+
+
+class _Managers:
+    """One ``TransferManager`` per client, made on first use, shut down together."""
+
+    def __init__(self, config: TransferConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._by_client: dict[int, tuple[Any, TransferManager]] = {}
+
+    def get(self, client: Any) -> TransferManager:
+        with self._lock:
+            entry = self._by_client.get(id(client))
+            if entry is None:
+                entry = (client, TransferManager(client, self._config))
+                self._by_client[id(client)] = entry
+            return entry[1]
+
+    def shutdown(self) -> None:
+        for _, manager in self._by_client.values():
+            manager.shutdown()
+
+
+def _upload_one(job: _Upload, client: Any, managers: _Managers, threshold: int) -> Uploaded:
+    """Upload one file: ``put_object`` below ``threshold`` bytes, multipart from it."""
+    try:
+        job.key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _UploadFailed("file name is not valid UTF-8") from exc
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(job.path, flags)
+    except FileNotFoundError as exc:
+        raise _UploadFailed(f"{job.rel} disappeared before upload") from exc
+    except OSError as exc:
+        raise _UploadFailed(f"cannot open {job.rel}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as source:
+        info = os.fstat(source.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _UploadFailed(f"{job.rel} is no longer a regular file")
+        size = info.st_size
+        ctype = content_type(job.rel)
+        if size < threshold:
+            client.put_object(Bucket=job.bucket, Key=job.key, Body=source,
+                              ContentLength=size, ContentType=ctype)
+        else:
+            # By name: s3transfer then reads each part from disk as it sends it,
+            # instead of copying parts of an open file object into memory.
+            future = managers.get(client).upload(str(job.path), job.bucket, job.key,
+                                                 extra_args={"ContentType": ctype})
+            future.result()
+    return Uploaded(bucket=job.bucket, key=job.key, size=size)
+
+
+def _attempt(job: _Upload, client: Any, managers: _Managers,
+             threshold: int) -> tuple[Optional[Uploaded], Optional[str]]:
+    """``_upload_one`` with its expected failures turned into a reason."""
+    try:
+        return _upload_one(job, client, managers, threshold), None
+    except _UploadFailed as exc:
+        return None, str(exc)
+    except _TRANSFER_ERRORS as exc:
+        return None, _reason(exc, "bucket or key does not exist")
+
+
+def stage_out(clients: ClientFactory, output_dir: Path, outputs: Sequence[StoragePath], *,
+              small_file_threshold: int = 8 * 1024 * 1024,
+              max_workers: int = 8) -> list[Uploaded]:
+    """Upload the selected files of ``output_dir`` to every configured output path.
+
+    For each ``StoragePath``, the files ``select_outputs`` picks with its
+    prefix/suffix go to ``bucket/output_key(key_prefix, rel)`` through
+    ``clients.s3(storage_provider)``, with ``content_type(rel)``. Files under
+    ``small_file_threshold`` bytes go in one streamed ``put_object``, larger
+    ones as multipart uploads by s3transfer. All uploads of the call share one
+    pool of ``max_workers`` threads; every one is attempted.
+
+    Returns the uploads sorted by (bucket, key); ``[]`` when nothing is
+    configured. Raises ``StageOutError`` (how many failed, the first few URIs
+    and reasons, one line) if any upload failed, ``ConfigError`` if an output
+    names an undefined storage provider.
+    """
+    if not outputs:
+        return []
+    jobs = _plan(Path(output_dir), outputs)
+    if not jobs:
+        return []
+    s3_clients = {provider: clients.s3(provider) for provider in sorted({j.provider for j in jobs})}
+    managers = _Managers(_upload_config(small_file_threshold))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, max_workers),
+                                thread_name_prefix="stage-out") as pool:
+            futures = [(job, pool.submit(_attempt, job, s3_clients[job.provider], managers,
+                                         small_file_threshold)) for job in jobs]
+            results = [(job, future.result()) for job, future in futures]
+    finally:
+        managers.shutdown()
+    uploaded = [done for _, (done, _) in results if done is not None]
+    failed = [(_s3_uri(job.bucket, job.key), reason) for job, (_, reason) in results
+              if reason is not None]
+    if failed:
+        failed.sort()
+        shown = "; ".join(f"{uri}: {reason}" for uri, reason in failed[:_SHOWN_FAILURES])
+        more = len(failed) - _SHOWN_FAILURES
+        tail = f"; and {more} more" if more > 0 else ""
+        raise StageOutError(f"{len(failed)} of {len(jobs)} outputs failed to upload: "
+                            f"{shown}{tail}")
+    uploaded.sort(key=lambda item: (item.bucket, item.key))
+    return uploaded

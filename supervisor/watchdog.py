@@ -1,0 +1,170 @@
+"""Deadline arithmetic and killing a whole process group.
+
+A Lambda invocation that runs out of time is frozen with no signal the
+Python runtime can see, so the supervisor keeps its own :class:`Deadline`
+(the invocation's remaining time minus a safety threshold) and stops the
+script itself with :func:`kill_group`: SIGTERM to the whole process group,
+a grace period, then SIGKILL.
+
+Deadlines are expressed in ``time.monotonic()`` terms; every function that
+reads the time takes a ``clock`` argument so tests can pass a fake one.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import ScriptError
+
+__all__ = ["Clock", "Deadline", "kill_group", "group_alive"]
+
+Clock = Callable[[], float]
+"""A source of monotonic seconds, ``time.monotonic`` unless a test passes another."""
+
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point in time (``time.monotonic()`` seconds) by which work must stop.
+
+    ``at`` is ``None`` for "no deadline" (Batch, the CLI); such a deadline
+    never expires and has no remaining time to report.
+    """
+
+    at: Optional[float]
+
+    @classmethod
+    def from_remaining_ms(
+        cls, remaining_ms: int, threshold_s: float, clock: Clock = time.monotonic
+    ) -> "Deadline":
+        """The deadline for a Lambda invocation with ``remaining_ms`` left.
+
+        The budget is ``remaining_ms / 1000 - threshold_s`` seconds from now;
+        it may be zero or negative, in which case the deadline has already
+        expired (the caller should delegate or fail without starting work).
+        """
+        return cls(at=clock() + remaining_ms / 1000.0 - threshold_s)
+
+    @classmethod
+    def none(cls) -> "Deadline":
+        """A deadline that never expires."""
+        return cls(at=None)
+
+    @classmethod
+    def after(cls, seconds: float, clock: Clock = time.monotonic) -> "Deadline":
+        """The deadline ``seconds`` from now."""
+        return cls(at=clock() + seconds)
+
+    def remaining(self, clock: Clock = time.monotonic) -> Optional[float]:
+        """Seconds left (never negative), or ``None`` when there is no deadline."""
+        if self.at is None:
+            return None
+        return max(0.0, self.at - clock())
+
+    def expired(self, clock: Clock = time.monotonic) -> bool:
+        """True once the deadline has passed; never for :meth:`none`."""
+        return self.at is not None and clock() >= self.at
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to group ``pgid``; False if the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError as exc:
+        raise ScriptError(f"not allowed to signal process group {pgid}: {exc}") from exc
+    return True
+
+
+def _live_members_in_proc(pgid: int) -> Optional[bool]:
+    """Whether ``/proc`` shows a non-zombie process in group ``pgid``.
+
+    ``None`` when ``/proc`` cannot be read (not Linux): the caller then
+    trusts ``killpg(pgid, 0)`` alone.
+    """
+    try:
+        entries = list(_PROC.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:  # the process went away while we looked
+            continue
+        # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parens.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) < 3:
+            continue
+        state, pgrp = fields[0], fields[2]
+        if pgrp == str(pgid) and state not in ("Z", "X"):
+            return True
+    return False
+
+
+def group_alive(pgid: int) -> bool:
+    """True while group ``pgid`` has a member that is not a zombie.
+
+    ``killpg(pgid, 0)`` also succeeds for zombies (an unreaped leader, or
+    orphans whose new parent does not reap), which can no longer do
+    anything; on Linux ``/proc`` tells them apart.
+    """
+    if not _signal_group(pgid, 0):
+        return False
+    live = _live_members_in_proc(pgid)
+    return True if live is None else live
+
+
+def kill_group(
+    pgid: int,
+    grace: float = 2.0,
+    poll: float = 0.05,
+    leader: "Optional[subprocess.Popen[Any]]" = None,
+) -> None:
+    """Stop every process in group ``pgid``: SIGTERM, up to ``grace`` s, SIGKILL.
+
+    ``leader`` is the :class:`subprocess.Popen` of the group leader, if the
+    caller has one: it is polled while waiting and reaped before this
+    returns, so its ``returncode`` is set and it does not linger as a zombie. Returns at once when the group is
+    already gone; never raises for a group that vanished. A group the
+    supervisor may not signal is a :class:`~supervisor.errors.ScriptError`.
+    """
+    _terminate(pgid, grace, poll, leader)
+    if leader is not None:
+        _reap(leader, max(1.0, grace))
+
+
+def _terminate(
+    pgid: int, grace: float, poll: float, leader: "Optional[subprocess.Popen[Any]]"
+) -> None:
+    """SIGTERM, wait for the group to empty (at most ``grace`` s), SIGKILL."""
+    if leader is not None:
+        leader.poll()
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    end = time.monotonic() + max(0.0, grace)
+    while True:
+        if leader is not None:
+            leader.poll()
+        if not group_alive(pgid):
+            return
+        if time.monotonic() >= end:
+            break
+        time.sleep(poll)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _reap(leader: "subprocess.Popen[Any]", timeout: float) -> None:
+    """Collect the leader's exit status once it is dead (or at worst a zombie)."""
+    try:
+        leader.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:  # pragma: no cover - only a SIGKILL-proof process
+        pass

@@ -1,0 +1,213 @@
+"""The Lambda handler end to end against the moto server, in `lambda` mode."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.aws import ClientFactory
+from supervisor.handler import handle
+from supervisor.local.context import LocalContext
+from supervisor.local.s3event import event_of, object_created_record
+
+pytestmark = pytest.mark.integration
+
+NESTED_SCRIPT = """\
+set -eu
+name=$(basename "$INPUT_FILE_PATH")
+mkdir -p "$TMP_OUTPUT_DIR/deep/er" "$TMP_OUTPUT_DIR/logs"
+cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/deep/er/$name.copy.txt"
+echo "svc=$EXECUTION_SERVICE rid=$REQUEST_ID key=$STORAGE_OBJECT_KEY greet=$GREETING" \\
+    > "$TMP_OUTPUT_DIR/deep/env.txt"
+echo skipped-by-suffix > "$TMP_OUTPUT_DIR/logs/run.log"
+ls -A "$TMP_INPUT_DIR" > "$TMP_OUTPUT_DIR/deep/inputs.txt"
+echo "done $name"
+"""
+
+
+def make_config(bucket: str, script: Path, *, mode: str = "lambda", timeout: int = 60,
+                threshold: int = 2, extra_output: str = "") -> str:
+    return textwrap.dedent(f"""\
+        name: fn-test
+        execution_mode: {mode}
+        timeout: {timeout}
+        init_script: {script}
+        container:
+          image: busybox
+          timeout_threshold: {threshold}
+          environment:
+            Variables:
+              GREETING: hi
+        input:
+        - storage_provider: s3
+          path: {bucket}/input
+        output:
+        - storage_provider: s3
+          path: {bucket}/output
+          suffix: [.txt]
+        {extra_output}
+        """)
+
+
+def invoke(event: dict[str, Any], config_yaml: str, aws_env: dict[str, str], tmp_path: Path,
+           *, timeout: float = 60) -> tuple[dict[str, Any], dict[str, Any]]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    environ = dict(aws_env, PATH=os.environ["PATH"], SUPERVISOR_WORK_DIR=str(work),
+                   FUNCTION_CONFIG=base64.b64encode(config_yaml.encode()).decode())
+    context = LocalContext(function_name="fn-test", timeout=timeout)
+    response = handle(event, context, environ=environ, clients=ClientFactory())
+    return response, json.loads(response["body"])
+
+
+def put(s3: Any, bucket: str, key: str, body: bytes) -> dict[str, Any]:
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    head = s3.head_object(Bucket=bucket, Key=key)
+    return object_created_record(bucket, key, size=head["ContentLength"], etag=head["ETag"])
+
+
+def keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def write_script(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "script.sh"
+    path.write_text(text)
+    return path
+
+
+def test_two_record_event_uploads_nested_filtered_outputs(s3: Any, bucket: str,
+                                                          aws_env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    script = write_script(tmp_path, NESTED_SCRIPT)
+    event = event_of(put(s3, bucket, "input/a.txt", b"alpha"),
+                     put(s3, bucket, "input/sub dir/b ñ.txt", b"beta"))
+    response, body = invoke(event, make_config(bucket, script), aws_env, tmp_path)
+
+    assert response["statusCode"] == 200, body
+    assert [r["status"] for r in body["records"]] == ["completed", "completed"]
+    assert keys(s3, bucket, "output/") == sorted([
+        "output/deep/er/a.txt.copy.txt", "output/deep/env.txt", "output/deep/inputs.txt",
+        "output/deep/er/b ñ.txt.copy.txt"])
+    copy = s3.get_object(Bucket=bucket, Key="output/deep/er/b ñ.txt.copy.txt")
+    assert copy["Body"].read() == b"beta"
+    env_line = s3.get_object(Bucket=bucket, Key="output/deep/env.txt")["Body"].read().decode()
+    request_id = body["request_id"]
+    assert env_line.strip() == (f"svc=lambda rid={request_id} key=input/sub dir/b ñ.txt "
+                                "greet=hi")
+    second = body["records"][1]
+    assert second["key"] == "input/sub dir/b ñ.txt"
+    assert second["exit_code"] == 0 and "done b ñ.txt" in second["output_tail"]
+    assert f"s3://{bucket}/output/deep/er/b ñ.txt.copy.txt" in second["uploaded"]
+    assert response["headers"]["amz-lambda-request-id"] == request_id
+    assert response["headers"]["amz-log-group-name"] == "/aws/lambda/fn-test"
+
+
+def test_failing_script_is_failed_and_uploads_nothing(s3: Any, bucket: str,
+                                                      aws_env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    script = write_script(tmp_path, 'echo partial > "$TMP_OUTPUT_DIR/x.txt"\n'
+                                    'echo broken >&2\nexit 7\n')
+    event = event_of(put(s3, bucket, "input/a.txt", b"alpha"))
+    response, body = invoke(event, make_config(bucket, script), aws_env, tmp_path)
+
+    assert response["statusCode"] == 500
+    (record,) = body["records"]
+    assert record["status"] == "failed" and record["exit_code"] == 7
+    assert "broken" in record["output_tail"] and "code 7" in record["error"]
+    assert record["uploaded"] == []
+    assert keys(s3, bucket, "output/") == []
+
+
+def test_no_state_carries_over_between_invocations(s3: Any, bucket: str,
+                                                   aws_env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    script = write_script(tmp_path, NESTED_SCRIPT)
+    config = make_config(bucket, script)
+    environ_before = dict(os.environ)
+    invoke(event_of(put(s3, bucket, "input/one.txt", b"1")), config, aws_env, tmp_path)
+    response, body = invoke(event_of(put(s3, bucket, "input/two.txt", b"2")), config,
+                            aws_env, tmp_path)
+
+    assert response["statusCode"] == 200
+    listing = s3.get_object(Bucket=bucket, Key="output/deep/inputs.txt")["Body"].read()
+    assert listing.decode().split() == ["two.txt"]  # a fresh input dir, not the first one's
+    assert list((tmp_path / "work").iterdir()) == []  # work dirs removed
+    assert dict(os.environ) == environ_before
+
+
+def test_delete_record_is_skipped_and_create_still_runs(s3: Any, bucket: str,
+                                                        aws_env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    script = write_script(tmp_path, NESTED_SCRIPT)
+    removed = object_created_record(bucket, "input/gone.txt", size=0,
+                                    event_name="ObjectRemoved:Delete")
+    event = event_of(removed, put(s3, bucket, "input/a.txt", b"alpha"))
+    response, body = invoke(event, make_config(bucket, script), aws_env, tmp_path)
+
+    assert response["statusCode"] == 200
+    assert [r["status"] for r in body["records"]] == ["skipped", "completed"]
+    assert "ObjectRemoved:Delete" in body["records"][0]["reason"]
+
+
+def test_lambda_mode_timeout_fails_with_time_budget_error(s3: Any, bucket: str,
+                                                          aws_env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    script = write_script(tmp_path, 'echo partial > "$TMP_OUTPUT_DIR/p.txt"\nsleep 30\n')
+    event = event_of(put(s3, bucket, "input/a.txt", b"alpha"))
+    config = make_config(bucket, script, timeout=60, threshold=1)
+    response, body = invoke(event, config, aws_env, tmp_path, timeout=3)
+
+    assert response["statusCode"] == 500
+    (record,) = body["records"]
+    assert record["status"] == "failed"
+    assert "exceeded the time budget" in record["error"]
+    assert keys(s3, bucket, "output/") == []
+
+
+def test_missing_object_is_failed_with_stage_in_error(s3: Any, bucket: str,
+                                                      aws_env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    script = write_script(tmp_path, NESTED_SCRIPT)
+    event = event_of(object_created_record(bucket, "input/never.txt", size=3))
+    response, body = invoke(event, make_config(bucket, script), aws_env, tmp_path)
+
+    assert response["statusCode"] == 500
+    (record,) = body["records"]
+    assert record["status"] == "failed" and "never.txt" in record["error"]
+
+
+def test_not_an_s3_event_is_a_400(aws_env: dict[str, str], tmp_path: Path) -> None:
+    response, body = invoke({"detail-type": "Scheduled Event"}, "name: x\n", aws_env, tmp_path)
+
+    assert response["statusCode"] == 400
+    assert "not an S3 event" in body["error"] and body["records"] == []
+
+
+def test_config_error_reports_every_record_failed(s3: Any, bucket: str,
+                                                  aws_env: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    event = event_of(put(s3, bucket, "input/a.txt", b"alpha"))
+    response, body = invoke(event, "name: fn\nexecution_mode: fast\ncontainer: {image: x}\n",
+                            aws_env, tmp_path)
+
+    assert response["statusCode"] == 500
+    assert "execution_mode" in body["error"]
+    assert [r["status"] for r in body["records"]] == ["failed"]
+
+
+def test_script_from_event_field_is_used(s3: Any, bucket: str, aws_env: dict[str, str],
+                                         tmp_path: Path) -> None:
+    script = write_script(tmp_path, "exit 9\n")  # init_script loses to the event's script
+    event = event_of(put(s3, bucket, "input/a.txt", b"alpha"))
+    event["script"] = base64.b64encode(b'echo from-event > "$TMP_OUTPUT_DIR/e.txt"\n').decode()
+    response, body = invoke(event, make_config(bucket, script), aws_env, tmp_path)
+
+    assert response["statusCode"] == 200, body
+    assert s3.get_object(Bucket=bucket, Key="output/e.txt")["Body"].read() == b"from-event\n"
