@@ -45,6 +45,8 @@ ensure_venv() {
 cmd_test() {
   ensure_system_packages
   ensure_venv
+  log "ruff"
+  "$VENV/bin/ruff" check supervisor tests layers
   log "mypy"
   "$VENV/bin/mypy"
   log "pytest"

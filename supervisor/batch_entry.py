@@ -49,8 +49,6 @@ Every non-zero exit ends stderr with one plain line ``supervisor-batch: <reason>
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import dataclasses
 import json
 import logging
@@ -78,6 +76,7 @@ from .events import InputObject
 from .handoff import HANDOFF_ENV, REQUEST_ID_ENV, parse_s3_uri, read_handoff
 from .jsonlog import JsonLogging, install
 from .pipeline import Job, run_job
+from .script import resolve_script
 from .result import RecordResult
 from .watchdog import Deadline
 
@@ -309,22 +308,8 @@ def _read_stdin(stdin: Optional[TextIO]) -> str:
 
 def _scar_script(environ: Mapping[str, str], event: Mapping[str, Any],
                  config: FunctionConfig) -> str:
-    encoded = environ.get(SCRIPT_ENV, "")
-    if encoded.strip():
-        try:
-            return base64.b64decode("".join(encoded.split()), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError) as exc:
-            raise ConfigError([f"{SCRIPT_ENV}: not base64 of a UTF-8 script ({exc})"]) from exc
-    from_event = events.script_from_event(event)
-    if from_event is not None:
-        return from_event
-    if not config.init_script:
-        raise ConfigError([f"no script to run: set {SCRIPT_ENV} (base64) or init_script in "
-                           "the function configuration"])
-    try:
-        return Path(config.init_script).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"init_script: cannot read {config.init_script}: {exc}"]) from exc
+    return resolve_script(event, config, encoded=environ.get(SCRIPT_ENV),
+                          encoded_name=SCRIPT_ENV)
 
 
 # --------------------------------------------------------------------------- running

@@ -1018,7 +1018,7 @@ def _fdl_configs(document: Mapping[str, Any], base_dir: Path, name: Optional[str
             continue
         folder = f"{config.handoff_bucket}/{config.handoff_prefix}"
         for other_where, other in parsed:
-            for i, source in enumerate(other.input):
+            for source in other.input:
                 if other is not config and _overlaps(folder, source.path):
                     problems.append(
                         f"{where}.handoff.prefix: the hand-off folder s3://{folder} is inside "

@@ -21,10 +21,11 @@ from .aws import ClientFactory
 from .config import FunctionConfig
 from .delegate import Delegator, HandoffInProgress
 from .errors import ConfigError, EventError, ScriptTimeout, SupervisorError
-from .events import InputObject, parse, script_from_event
+from .events import InputObject, parse
 from .pipeline import Job, run_job
 from .plan import delegate_reason
 from .result import RecordResult, build_response, response_headers
+from .script import resolve_script
 from .watchdog import Deadline
 
 __all__ = ["lambda_handler", "handle", "WORK_DIR_ENV"]
@@ -74,7 +75,7 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
             return build_response([], error=str(exc), status_code=400, headers=headers)
         try:
             config = config_mod.load(environ)
-            script = _script(event, config)
+            script = resolve_script(event, config)
         except (ConfigError, EventError, SupervisorError) as exc:
             logger.error("cannot process the event", extra={"error": str(exc)})
             results = [_skipped(o) if not o.is_create else _failed(o, str(exc))
@@ -167,20 +168,6 @@ class _Invocation:
         return RecordResult(bucket=obj.bucket, key=obj.key, status="delegated",
                             duration=self.clock() - start, job_id=done.job_id, reason=reason,
                             extra={"handoff": done.handoff_uri, "duplicate": done.duplicate})
-
-
-def _script(event: Mapping[str, Any], config: FunctionConfig) -> str:
-    """The script text: the event's base64 ``script`` field, else ``init_script``."""
-    from_event = script_from_event(event)
-    if from_event is not None:
-        return from_event
-    if not config.init_script:
-        raise ConfigError(["init_script: no script to run; set init_script in the function "
-                           "configuration or pass a base64 'script' in the event"])
-    try:
-        return Path(config.init_script).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"init_script: cannot read {config.init_script}: {exc}"]) from exc
 
 
 def _remaining_ms(context: Any) -> Optional[int]:

@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping
 
 from .config import FunctionConfig
 from .errors import DelegationError
@@ -85,7 +85,7 @@ class Handoff:
                                   "request_id": str, "function_name": str,
                                   "created_at": str, "attempt": int, "reason": str}
         bad = [f"{k} (expected {t.__name__})" for k, t in types.items()
-               if not isinstance(doc.get(k), t)]
+               if not isinstance(doc.get(k), t) or isinstance(doc.get(k), bool)]
         if bad:
             raise DelegationError("hand-off document has missing or invalid fields: "
                                   + ", ".join(bad))
@@ -177,8 +177,8 @@ def build_submit_request(config: FunctionConfig, *, handoff_uri: str, request_id
                    {"name": REQUEST_ID_ENV, "value": request_id}]
     request: dict[str, Any] = {
         "jobName": job_name(config.name, key),
-        "jobQueue": config.batch.job_queue or config.name,
-        "jobDefinition": config.batch.job_definition or config.name,
+        "jobQueue": config.job_queue_name,
+        "jobDefinition": config.job_definition_name,
         "tags": {"supervisor:function": _tag(config.name),
                  "supervisor:request-id": _tag(request_id),
                  "supervisor:object": _tag(f"{bucket}/{key}")},

@@ -90,7 +90,10 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
                                 output_tail=result.output_tail,
                                 error=f"script exited with code {result.exit_code}")
         uploaded: list[str] = []
-        if job.upload:
+        if not job.upload:
+            log.info("stage-out skipped: not the main node", extra={"phase": "stage-out",
+                                                                     "files": 0})
+        else:
             t0 = clock()
             uploaded = [u.uri for u in stage_out(clients, work.output_dir, config.output)]
             log.info("stage-out done", extra={"phase": "stage-out",

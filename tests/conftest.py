@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +19,26 @@ FAKE_AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+def process_gone(pid: int, wait: float = 3.0) -> bool:
+    """True once ``pid`` no longer exists or is only a zombie (within ``wait`` s)."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return True
+        state = next(line for line in status.splitlines() if line.startswith("State:"))
+        if state.split()[1] in ("Z", "X"):
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.05)
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -63,3 +84,56 @@ def bucket(s3: Any) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def batch_network(moto_endpoint: str) -> dict[str, str]:
+    """A VPC subnet, security group and the IAM roles Batch needs, made once per session."""
+    import boto3
+
+    kwargs = dict(endpoint_url=moto_endpoint, region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+    ec2 = boto3.client("ec2", **kwargs)
+    iam = boto3.client("iam", **kwargs)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="batch-sg", Description="batch",
+                                   VpcId=vpc)["GroupId"]
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"},
+         "Action": "sts:AssumeRole"}]})
+    service_role = iam.create_role(RoleName="AWSBatchServiceRole-test",
+                                   AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.create_role(RoleName="ecsInstanceRole-test", AssumeRolePolicyDocument=trust)
+    profile = iam.create_instance_profile(
+        InstanceProfileName="ecsInstanceRole-test")["InstanceProfile"]["Arn"]
+    iam.add_role_to_instance_profile(InstanceProfileName="ecsInstanceRole-test",
+                                     RoleName="ecsInstanceRole-test")
+    return {"subnet": subnet, "security_group": sg, "service_role": service_role,
+            "instance_profile": profile}
+
+
+def make_batch_queue(batch: Any, network: dict[str, str], name: str,
+                     *, multi_node: bool = False) -> None:
+    """A compute environment, job queue and job definition all called ``name``."""
+    ce = batch.create_compute_environment(
+        computeEnvironmentName=name, type="MANAGED", state="ENABLED",
+        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 2, "desiredvCpus": 0,
+                          "instanceTypes": ["m3.medium"], "subnets": [network["subnet"]],
+                          "securityGroupIds": [network["security_group"]],
+                          "instanceRole": network["instance_profile"]},
+        serviceRole=network["service_role"])
+    batch.create_job_queue(jobQueueName=name, state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1,
+                                                     "computeEnvironment": ce["computeEnvironmentArn"]}])
+    container = {"image": "busybox", "command": ["python3", "/opt/supervisor/supervisor-batch.pyz"],
+                 "resourceRequirements": [{"type": "VCPU", "value": "1"},
+                                          {"type": "MEMORY", "value": "1024"}]}
+    if multi_node:
+        batch.register_job_definition(
+            jobDefinitionName=name, type="multinode",
+            nodeProperties={"numNodes": 2, "mainNode": 0,
+                            "nodeRangeProperties": [{"targetNodes": "0:", "container": container}]})
+    else:
+        batch.register_job_definition(jobDefinitionName=name, type="container",
+                                      containerProperties=container)

@@ -87,7 +87,7 @@ class Run:
     def phase(self, name: str) -> dict[str, Any]:
         found = [line for line in self.logs if line.get("phase") == name]
         assert len(found) == 1, (name, self.stderr_lines)
-        return found[0]
+        return dict(found[0])
 
 
 def batch_env(aws_env: Mapping[str, str], tmp_path: Path, **extra: str) -> dict[str, str]:

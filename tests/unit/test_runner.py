@@ -12,6 +12,8 @@ from typing import Any, Mapping, Optional
 
 import pytest
 
+from conftest import process_gone
+
 from supervisor.errors import ScriptError
 from supervisor.runner import (
     CONTRACT_VARS,
@@ -28,26 +30,6 @@ from supervisor.runner import (
 )
 from supervisor.watchdog import Deadline
 from supervisor.workdir import WorkDirs
-
-
-def process_gone(pid: int, wait: float = 3.0) -> bool:
-    """True once ``pid`` no longer exists or is only a zombie (within ``wait`` s)."""
-    end = time.monotonic() + wait
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except FileNotFoundError:
-            return True
-        state = next(line for line in status.splitlines() if line.startswith("State:"))
-        if state.split()[1] in ("Z", "X"):
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.05)
 
 
 @pytest.fixture

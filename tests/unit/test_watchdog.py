@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import process_gone
 
 from supervisor.watchdog import Deadline, group_alive, kill_group
 
@@ -20,26 +21,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def process_gone(pid: int, wait: float = 3.0) -> bool:
-    """True once ``pid`` no longer exists or is only a zombie (within ``wait`` s)."""
-    end = time.monotonic() + wait
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except FileNotFoundError:
-            return True
-        state = next(line for line in status.splitlines() if line.startswith("State:"))
-        if state.split()[1] in ("Z", "X"):
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.05)
 
 
 def start_group(tmp_path: Path, script: str) -> "subprocess.Popen[bytes]":

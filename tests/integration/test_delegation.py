@@ -1,0 +1,303 @@
+"""`lambda-batch` and `batch` modes against the moto server: watchdog, hand-off, SubmitJob,
+idempotency, and the job's own run through `supervisor-batch`."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import boto3
+import pytest
+from conftest import make_batch_queue, process_gone
+
+from supervisor.aws import ClientFactory
+from supervisor.handler import handle
+from supervisor.handoff import HANDOFF_ENV, REQUEST_ID_ENV, Handoff, parse_s3_uri
+from supervisor.local.context import LocalContext
+from supervisor.local.s3event import event_of, object_created_record
+
+pytestmark = pytest.mark.integration
+
+JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+
+SLOW_SCRIPT = """\
+echo partial > "$TMP_OUTPUT_DIR/partial.txt"
+sleep 60 &
+echo $! > "$PID_FILE"
+echo "started on $EXECUTION_SERVICE"
+sleep 60
+"""
+
+QUICK_SCRIPT = """\
+set -eu
+mkdir -p "$TMP_OUTPUT_DIR/res"
+printf '%s %s %s\\n' "$EXECUTION_SERVICE" "$REQUEST_ID" "$(cat "$INPUT_FILE_PATH")" \\
+    > "$TMP_OUTPUT_DIR/res/out.txt"
+if [ -n "${MARKER:-}" ]; then touch "$MARKER"; fi
+exit "${EXIT_WITH:-0}"
+"""
+
+
+class Function:
+    """A function wired to a Batch queue on the moto server, invoked like Lambda would."""
+
+    def __init__(self, s3: Any, bucket: str, network: dict[str, str], tmp_path: Path,
+                 aws_env: dict[str, str], *, multi_node: bool = False) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.tmp_path = tmp_path
+        self.aws_env = aws_env
+        self.name = f"fn-{uuid.uuid4().hex[:8]}"
+        self.network = network
+        self.batch = boto3.client("batch", endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+                                  region_name="us-east-1")
+        make_batch_queue(self.batch, network, self.name, multi_node=multi_node)
+        (tmp_path / "work").mkdir()
+
+    def config(self, *, mode: str, script: str, threshold: int = 2,
+               variables: Optional[dict[str, str]] = None, extra: str = "",
+               outputs: int = 1) -> str:
+        script_path = self.tmp_path / "script.sh"
+        script_path.write_text(script)
+        output_lines = "\n".join(
+            f"- {{storage_provider: s3, path: {self.bucket}/output{'' if i == 0 else i}}}"
+            for i in range(outputs))
+        var_lines = "".join(f"\n      {k}: '{v}'" for k, v in (variables or {}).items())
+        return textwrap.dedent(f"""\
+            name: {self.name}
+            execution_mode: {mode}
+            timeout: 60
+            init_script: {script_path}
+            container:
+              image: busybox
+              timeout_threshold: {threshold}
+              environment:
+                Variables:
+                  PLACEHOLDER: x""") + var_lines + textwrap.dedent(f"""
+            input:
+            - {{storage_provider: s3, path: {self.bucket}/input}}
+            output:
+            """) + output_lines + textwrap.dedent(f"""
+            batch:
+              compute_resources:
+                subnets: [{self.network['subnet']}]
+                security_group_ids: [{self.network['security_group']}]
+            """) + extra
+
+    def put(self, key: str = "input/data.txt", body: bytes = b"payload") -> dict[str, Any]:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        return object_created_record(self.bucket, key, size=head["ContentLength"],
+                                     etag=head["ETag"])
+
+    def invoke(self, event: dict[str, Any], config_yaml: str, *, timeout: float = 60,
+               request_id: Optional[str] = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        environ = dict(self.aws_env, PATH=os.environ["PATH"],
+                       SUPERVISOR_WORK_DIR=str(self.tmp_path / "work"),
+                       FUNCTION_CONFIG=base64.b64encode(config_yaml.encode()).decode())
+        context = LocalContext(function_name=self.name, timeout=timeout)
+        if request_id:
+            context.aws_request_id = request_id
+        response = handle(event, context, environ=environ, clients=ClientFactory())
+        return response, json.loads(response["body"])
+
+    def jobs(self) -> list[dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for state in JOB_STATES:
+            for job in self.batch.list_jobs(jobQueue=self.name, jobStatus=state)["jobSummaryList"]:
+                found[job["jobId"]] = job
+        return list(found.values())
+
+    def job_environment(self, job_id: str) -> dict[str, str]:
+        (job,) = self.batch.describe_jobs(jobs=[job_id])["jobs"]
+        return {e["name"]: e["value"] for e in job["container"]["environment"]}
+
+    def outputs(self, prefix: str = "output") -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+@pytest.fixture
+def fn(s3: Any, bucket: str, batch_network: dict[str, str], tmp_path: Path,
+       aws_env: dict[str, str]) -> Function:
+    return Function(s3, bucket, batch_network, tmp_path, aws_env)
+
+
+def run_batch_entry(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run `supervisor-batch` as the job container would, with the job's environment."""
+    work = tmp_path / "batch-work"
+    work.mkdir(exist_ok=True)
+    full = dict(env, PATH=os.environ["PATH"], SUPERVISOR_WORK_DIR=str(work))
+    return subprocess.run([sys.executable, "-m", "supervisor.batch_entry"], env=full,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def test_lambda_batch_timeout_kills_script_discards_outputs_and_submits_one_job(
+        fn: Function, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    config = fn.config(mode="lambda-batch", script=SLOW_SCRIPT, threshold=2,
+                       variables={"PID_FILE": str(pid_file)})
+    event = event_of(fn.put())
+    response, body = fn.invoke(event, config, timeout=5, request_id="req-lb-1")
+
+    assert response["statusCode"] == 200, body
+    (record,) = body["records"]
+    assert record["status"] == "delegated"
+    assert "exceeded the time budget" in record["reason"]
+    grandchild = int(pid_file.read_text())
+    assert process_gone(grandchild, wait=0.5)
+    assert fn.outputs() == []  # the partial output was discarded, not uploaded
+    assert list((tmp_path / "work").iterdir()) == []
+
+    jobs = fn.jobs()
+    assert [j["jobId"] for j in jobs] == [record["job_id"]]
+    (job,) = fn.batch.describe_jobs(jobs=[record["job_id"]])["jobs"]
+    assert job["jobQueue"].endswith(f"job-queue/{fn.name}")
+    assert job["jobName"] == f"{fn.name}-data_txt"
+    env = fn.job_environment(record["job_id"])
+    assert env[REQUEST_ID_ENV] == "req-lb-1"
+    bucket, key = parse_s3_uri(env[HANDOFF_ENV])
+    assert key.startswith(f"supervisor-handoff/{fn.name}/req-lb-1/")
+    doc = Handoff.from_json(fn.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert doc.request_id == "req-lb-1" and doc.function_name == fn.name
+    assert doc.script == SLOW_SCRIPT
+    assert doc.record == event["Records"][0]
+    assert doc.function_config["name"] == fn.name
+    assert "exceeded the time budget" in doc.reason
+
+
+def test_batch_mode_hands_off_without_running_and_the_job_completes_on_batch(
+        fn: Function, tmp_path: Path, aws_env: dict[str, str]) -> None:
+    marker = tmp_path / "ran-in-lambda"
+    config = fn.config(mode="batch", script=QUICK_SCRIPT, variables={"MARKER": str(marker)})
+    response, body = fn.invoke(event_of(fn.put(body=b"from s3")), config,
+                               request_id="req-batch-1")
+
+    (record,) = body["records"]
+    assert record["status"] == "delegated" and record["reason"] == "execution_mode is batch"
+    assert not marker.exists()  # nothing ran in Lambda
+    assert fn.outputs() == []
+
+    job_env = fn.job_environment(record["job_id"])
+    assert job_env["AWS_BATCH_JOB_ID"] == record["job_id"]
+    done = run_batch_entry(dict(aws_env, **job_env), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert marker.exists()  # ran on "Batch"
+    assert fn.outputs() == ["output/res/out.txt"]
+    text = fn.s3.get_object(Bucket=fn.bucket, Key="output/res/out.txt")["Body"].read()
+    assert text.decode() == "batch req-batch-1 from s3\n"
+
+
+def test_batch_side_exit_code_is_the_scripts_and_nothing_is_uploaded(
+        fn: Function, tmp_path: Path, aws_env: dict[str, str]) -> None:
+    config = fn.config(mode="batch", script=QUICK_SCRIPT, variables={"EXIT_WITH": "9"})
+    _, body = fn.invoke(event_of(fn.put()), config)
+    (record,) = body["records"]
+
+    done = run_batch_entry(dict(aws_env, **fn.job_environment(record["job_id"])), tmp_path)
+    assert done.returncode == 9
+    assert fn.outputs() == []
+    assert done.stderr.splitlines()[-1].startswith("supervisor-batch: ")
+
+
+def test_duplicate_event_with_idempotency_submits_nothing_new(
+        fn: Function, aws_env: dict[str, str]) -> None:
+    table = f"idem-{uuid.uuid4().hex[:8]}"
+    dynamodb = boto3.client("dynamodb", endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+                            region_name="us-east-1")
+    dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    config = fn.config(mode="batch", script=QUICK_SCRIPT, extra=f"idempotency: {{table: {table}}}\n")
+    event = event_of(fn.put())
+
+    _, first = fn.invoke(event, config, request_id="req-1")
+    _, again = fn.invoke(event, config, request_id="req-2")  # an async retry / duplicate
+
+    assert first["records"][0]["status"] == "delegated"
+    assert first["records"][0]["duplicate"] is False
+    assert again["records"][0]["status"] == "delegated"
+    assert again["records"][0]["duplicate"] is True
+    assert again["records"][0]["job_id"] == first["records"][0]["job_id"]
+    assert len(fn.jobs()) == 1
+    assert dynamodb.scan(TableName=table)["Count"] == 1
+
+    other = event_of(fn.put(key="input/other.txt"))  # a different object is its own job
+    _, third = fn.invoke(other, config)
+    assert third["records"][0]["job_id"] != first["records"][0]["job_id"]
+    assert len(fn.jobs()) == 2
+
+
+def test_large_script_and_fifty_outputs_still_hand_off_by_pointer(
+        fn: Function, tmp_path: Path, aws_env: dict[str, str]) -> None:
+    filler = "".join(f"# comment line {i:05d} to make the script large\n" for i in range(700))
+    script = filler + QUICK_SCRIPT
+    assert len(script.encode()) > 24 * 1024
+    config = fn.config(mode="batch", script=script, outputs=50)
+    _, body = fn.invoke(event_of(fn.put()), config)
+
+    (record,) = body["records"]
+    assert record["status"] == "delegated", record
+    env = fn.job_environment(record["job_id"])
+    ours = {name for name in env if not name.startswith("AWS_BATCH_")}
+    assert ours == {HANDOFF_ENV, REQUEST_ID_ENV}  # Batch adds only its AWS_BATCH_* names
+    bucket, key = parse_s3_uri(env[HANDOFF_ENV])
+    doc = Handoff.from_json(fn.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert doc.script == script and len(doc.function_config["output"]) == 50
+
+    done = run_batch_entry(dict(aws_env, **env), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "output/res/out.txt" in fn.outputs("output/") and "output49/res/out.txt" in fn.outputs("output49/")
+
+
+def test_lambda_batch_delegates_at_once_when_the_budget_is_below_the_threshold(
+        fn: Function, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    config = fn.config(mode="lambda-batch", script=QUICK_SCRIPT, threshold=5,
+                       variables={"MARKER": str(marker)})
+    _, body = fn.invoke(event_of(fn.put()), config, timeout=8)  # budget 3 s < threshold 5 s
+
+    (record,) = body["records"]
+    assert record["status"] == "delegated"
+    assert "below the threshold" in record["reason"]
+    assert not marker.exists()
+
+
+def test_lambda_batch_short_job_completes_in_lambda(fn: Function) -> None:
+    config = fn.config(mode="lambda-batch", script=QUICK_SCRIPT, threshold=2)
+    response, body = fn.invoke(event_of(fn.put()), config, timeout=60)
+
+    (record,) = body["records"]
+    assert record["status"] == "completed" and record["job_id"] is None
+    assert fn.outputs() == ["output/res/out.txt"]
+    assert fn.jobs() == []
+
+
+def test_missing_job_queue_is_a_failed_record_with_the_reason(fn: Function) -> None:
+    config = fn.config(mode="batch", script=QUICK_SCRIPT,
+                       extra="  job_queue: no-such-queue\n")
+    response, body = fn.invoke(event_of(fn.put()), config)
+
+    assert response["statusCode"] == 500
+    (record,) = body["records"]
+    assert record["status"] == "failed" and "no-such-queue" in record["error"]
+
+
+def test_multi_node_function_submits_node_overrides(
+        s3: Any, bucket: str, batch_network: dict[str, str], tmp_path: Path,
+        aws_env: dict[str, str]) -> None:
+    fn = Function(s3, bucket, batch_network, tmp_path, aws_env, multi_node=True)
+    config = fn.config(mode="batch", script=QUICK_SCRIPT, extra=textwrap.indent(
+        "multi_node_parallel: {enabled: true, number_nodes: 2, main_node_index: 0}\n", "  "))
+    response, body = fn.invoke(event_of(fn.put()), config)
+
+    (record,) = body["records"]
+    assert record["status"] == "delegated", record
+    (job,) = fn.batch.describe_jobs(jobs=[record["job_id"]])["jobs"]
+    assert job["jobDefinition"].split("/")[-1].startswith(fn.name)
