@@ -1,0 +1,141 @@
+"""The configuration's typed values: frozen dataclasses with SCAR's defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Optional
+
+ExecutionMode = Literal["lambda", "lambda-batch", "batch"]
+EXECUTION_MODES: tuple[str, ...] = ("lambda", "lambda-batch", "batch")
+
+
+@dataclass(frozen=True)
+class StoragePath:
+    """One input or output path: ``bucket/prefix`` on a storage provider."""
+
+    storage_provider: str  # "s3" or "s3.<id>"
+    path: str  # "bucket" or "bucket/some/prefix", no leading/trailing slash
+    prefix: tuple[str, ...] = ()  # outputs only: relative-path prefixes, any of
+    suffix: tuple[str, ...] = ()  # outputs only: relative-path suffixes, any of
+
+    @property
+    def bucket(self) -> str:
+        """The bucket name: the first segment of ``path``."""
+        return self.path.split("/", 1)[0]
+
+    @property
+    def key_prefix(self) -> str:
+        """The key prefix inside the bucket ('' when the path is a bare bucket)."""
+        parts = self.path.split("/", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+
+@dataclass(frozen=True)
+class S3Provider:
+    """A named ``storage_providers.s3.<id>`` entry with its own credentials."""
+
+    id: str
+    access_key: Optional[str] = None
+    secret_key: Optional[str] = None
+    region: Optional[str] = None
+    endpoint: Optional[str] = None
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"S3Provider(id={self.id!r}, region={self.region!r}, endpoint={self.endpoint!r})"
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """``lambda.container``: the image and the script's environment."""
+
+    image: str = ""
+    image_file: Optional[str] = None
+    timeout_threshold: int = 10
+    environment: Mapping[str, str] = field(default_factory=dict)
+    pass_aws_credentials: bool = False
+
+
+@dataclass(frozen=True)
+class ComputeResources:
+    """``batch.compute_resources`` with SCAR's defaults."""
+
+    type: str = "EC2"
+    desired_v_cpus: int = 0
+    min_v_cpus: int = 0
+    max_v_cpus: int = 2
+    instance_types: tuple[str, ...] = ("m3.medium",)
+    subnets: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    launch_template_name: str = "faas-supervisor"
+    instance_role: str = "arn:aws:iam::{account_id}:instance-profile/ecsInstanceRole"
+
+
+@dataclass(frozen=True)
+class MultiNodeParallel:
+    """``batch.multi_node_parallel``."""
+
+    enabled: bool = False
+    number_nodes: int = 10
+    main_node_index: int = 0
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """The ``batch`` block beside ``lambda``, with SCAR's ``scar.cfg`` defaults."""
+
+    vcpus: int = 1
+    memory: int = 1024
+    enable_gpu: bool = False
+    state: str = "ENABLED"
+    type: str = "MANAGED"
+    compute_resources: ComputeResources = field(default_factory=ComputeResources)
+    service_role: str = "arn:aws:iam::{account_id}:role/service-role/AWSBatchServiceRole"
+    multi_node_parallel: MultiNodeParallel = field(default_factory=MultiNodeParallel)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    job_queue: Optional[str] = None  # default: the function name
+    job_definition: Optional[str] = None  # default: the function name
+    retry_attempts: Optional[int] = None  # batch.retry_attempts -> retryStrategy.attempts
+    job_timeout: Optional[int] = None  # batch.timeout (seconds) -> timeout.attemptDurationSeconds
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One function's configuration: the ``lambda`` section plus its siblings.
+
+    ``raw`` is the merged mapping it was parsed from (unknown keys kept), so a
+    configuration can be written back out (hand-off, deploy) without loss.
+    """
+
+    name: str
+    execution_mode: ExecutionMode = "lambda"
+    memory: int = 512
+    timeout: int = 300
+    init_script: Optional[str] = None  # absolute path once loaded from a file
+    container: ContainerConfig = field(default_factory=ContainerConfig)
+    input: tuple[StoragePath, ...] = ()
+    output: tuple[StoragePath, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)  # the Lambda function's own
+    storage_providers: Mapping[str, S3Provider] = field(default_factory=dict)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    iam_role: Optional[str] = None
+    log_level: str = "INFO"
+    log_retention_days: Optional[int] = None  # cloudwatch.log_retention_policy_in_days
+    idempotency_table: Optional[str] = None  # idempotency.table
+    idempotency_expires_after: int = 86400  # idempotency.expires_after_seconds
+    handoff_bucket: Optional[str] = None  # handoff.bucket, default: first input bucket
+    handoff_prefix: str = "supervisor-handoff/"  # handoff.prefix
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def delegates(self) -> bool:
+        """Whether records may be handed to AWS Batch (``lambda-batch`` or ``batch``)."""
+        return self.execution_mode != "lambda"
+
+    @property
+    def job_queue_name(self) -> str:
+        """The Batch job queue: ``batch.job_queue``, else the function name."""
+        return self.batch.job_queue or self.name
+
+    @property
+    def job_definition_name(self) -> str:
+        """The Batch job definition: ``batch.job_definition``, else the function name."""
+        return self.batch.job_definition or self.name

@@ -1,0 +1,268 @@
+"""Where configurations come from: the Lambda's sources (``load``) and FDL files."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from ..errors import ConfigError
+from .fields import (
+    _DEFAULT_TASK_ROOT,
+    _LOADER,
+    DEFAULT_CONFIG_PATH,
+    ENV_CONFIG,
+    ENV_CONFIG_PATH,
+    _join,
+    _kind,
+    _overlaps,
+    _Section,
+    _show,
+    _unique,
+)
+from .model import FunctionConfig
+from .parse import _parse, parse
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line saying what is wrong and where, without quoting the document."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        what = exc.problem or exc.context or "syntax error"
+        mark = exc.problem_mark
+        if mark is not None:
+            return f"{what} at line {mark.line + 1}, column {mark.column + 1}"
+        return what
+    return " ".join(str(exc).split())
+
+
+def _load_document(text: str, source: str) -> Mapping[str, Any]:
+    """Parse YAML (or JSON) text that must hold a mapping."""
+    document: Any
+    try:
+        if text.lstrip().startswith("{"):
+            try:
+                document = json.loads(text)
+            except ValueError:
+                document = yaml.load(text, Loader=_LOADER)
+        else:
+            document = yaml.load(text, Loader=_LOADER)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML: {_yaml_problem(exc)}"]) from exc
+    if not isinstance(document, Mapping):
+        raise ConfigError([f"{source}: the document is {_kind(document)}, not a mapping; "
+                           "must be a YAML mapping of settings"])
+    return document
+
+
+def _read(file: Path, source: str) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{source}: not UTF-8 text; must be a YAML file"]) from exc
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read {str(file)!r}: "
+                           f"{exc.strerror or type(exc).__name__}"]) from exc
+
+
+def _decode_inline(text: str) -> Mapping[str, Any]:
+    """``FUNCTION_CONFIG``: base64 of YAML, or YAML/JSON text that is not base64."""
+    try:
+        decoded = base64.b64decode("".join(text.split()), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return _load_document(text, f"{ENV_CONFIG} (not base64, read as YAML text)")
+    return _load_document(decoded, f"{ENV_CONFIG} (base64)")
+
+
+def load(environ: Mapping[str, str], *, default_path: Path = DEFAULT_CONFIG_PATH,
+         check_files: bool = True) -> FunctionConfig:
+    """The function's configuration, from the first source found.
+
+    1. env ``FUNCTION_CONFIG``: base64 of YAML (plain YAML or JSON text is
+       accepted too); a relative ``init_script`` is resolved against
+       ``LAMBDA_TASK_ROOT`` (default ``/var/task``);
+    2. the file named by env ``FUNCTION_CONFIG_PATH`` (it must exist);
+    3. ``default_path``.
+
+    A file's relative ``init_script`` is resolved against the file's directory.
+    The document is one function's flat configuration or an FDL entry; a whole
+    FDL file is accepted too, selecting its only function or the one named by
+    ``AWS_LAMBDA_FUNCTION_NAME``. Raises ``ConfigError``.
+    """
+    inline = environ.get(ENV_CONFIG, "")
+    if inline.strip():
+        document = _decode_inline(inline)
+        base_dir = Path(environ.get("LAMBDA_TASK_ROOT") or _DEFAULT_TASK_ROOT)
+    else:
+        named = environ.get(ENV_CONFIG_PATH, "")
+        if named:
+            file, source = Path(named), f"{ENV_CONFIG_PATH}={named}"
+        elif default_path.is_file():
+            file, source = default_path, str(default_path)
+        else:
+            raise ConfigError([
+                f"no function configuration found: set env {ENV_CONFIG} (base64 YAML), or env "
+                f"{ENV_CONFIG_PATH} (a YAML file), or provide {default_path}"])
+        document = _load_document(_read(file, source), source)
+        base_dir = file.parent
+    if "functions" in document and "name" not in document and "lambda" not in document:
+        wanted = environ.get("AWS_LAMBDA_FUNCTION_NAME") or None
+        configs = _fdl_configs(document, base_dir, None, check_files)
+        if len(configs) == 1:
+            return configs[0]
+        chosen = [c for c in configs if c.name == wanted]
+        if not chosen:
+            raise ConfigError([f"functions: the FDL defines {len(configs)} functions "
+                               f"({', '.join(c.name for c in configs)}) and "
+                               f"AWS_LAMBDA_FUNCTION_NAME={wanted or ''} names none of them; "
+                               "give one function's configuration"])
+        return chosen[0]
+    return parse(document, base_dir=base_dir, check_files=check_files)
+
+
+def _names_file(text: str) -> bool:
+    if not text or "\n" in text or len(text) > 4096:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def from_fdl(path_or_text: str | Path, name: Optional[str] = None, *,
+             check_files: bool = True) -> list[FunctionConfig]:
+    """The functions of a whole FDL file, in file order.
+
+    ``path_or_text`` is a ``Path``, a string naming an existing file (relative
+    ``init_script`` paths are resolved against its directory), or FDL text
+    (resolved against the current directory). Both the list form
+    ``functions: {aws: [{lambda: ..., batch: ..., ...}]}`` with top-level
+    ``storage_providers`` and the older ``functions: {NAME: {image, init_script,
+    s3: {input_bucket}, environment, ...}}`` are read; in the older form
+    ``input_bucket: B`` means input ``B/input`` and output ``B/output``.
+    ``name`` selects one function. Raises ``ConfigError`` listing every problem.
+    """
+    if isinstance(path_or_text, Path) or _names_file(path_or_text):
+        file = Path(path_or_text)
+        text, base_dir, source = _read(file, str(file)), file.parent, str(file)
+    else:
+        text, base_dir, source = path_or_text, Path.cwd(), "FDL text"
+        stripped = text.strip()
+        if stripped and "\n" not in stripped and ":" not in stripped and "{" not in stripped:
+            raise ConfigError([f"{stripped!r}: no such FDL file"])
+    return _fdl_configs(_load_document(text, source), base_dir, name, check_files)
+
+
+def _entry_name(entry: Mapping[str, Any]) -> Optional[str]:
+    section = entry.get("lambda")
+    value = section.get("name") if isinstance(section, Mapping) else entry.get("name")
+    return value if isinstance(value, str) else None
+
+
+def _from_old_form(name: str, body: Mapping[str, Any], path: str,
+                   problems: list[str]) -> dict[str, Any]:
+    """``functions: {NAME: {image, s3: {input_bucket}, environment, ...}}`` as the flat form."""
+    flat: dict[str, Any] = {k: v for k, v in body.items()
+                            if k not in ("image", "s3", "environment")}
+    flat["name"] = name
+    container = dict(body["container"]) if isinstance(body.get("container"), Mapping) else {}
+    if body.get("image") is not None:
+        container.setdefault("image", body["image"])
+    env = body.get("environment")
+    if isinstance(env, Mapping):
+        variables = env["Variables"] if isinstance(env.get("Variables"), Mapping) else env
+        container["environment"] = {"Variables": dict(variables)}
+    elif env is not None:
+        problems.append(f"{path}.environment: {_show(env)} is not a mapping; must map "
+                        "variable names to values (optionally under Variables)")
+    if container:
+        flat["container"] = container
+    s3 = _Section.at(body, path, problems).section("s3", "buckets (input_bucket, output_bucket)")
+    bucket = s3.opt_text("input_bucket", "must be a bucket name")
+    if bucket is not None and bucket.strip("/"):
+        in_folder = s3.text("input_folder", "input").strip("/")
+        out_bucket = s3.text("output_bucket", bucket).strip("/") or bucket
+        out_folder = s3.text("output_folder", "output").strip("/")
+        flat.setdefault("input", [{"storage_provider": "s3",
+                                   "path": f"{bucket.strip('/')}/{in_folder}".rstrip("/")}])
+        flat.setdefault("output", [{"storage_provider": "s3",
+                                    "path": f"{out_bucket}/{out_folder}".rstrip("/")}])
+    elif bucket is not None:
+        s3.problem("input_bucket", "is empty", "must be a bucket name")
+    return flat
+
+
+def _fdl_configs(document: Mapping[str, Any], base_dir: Path, name: Optional[str],
+                 check_files: bool) -> list[FunctionConfig]:
+    functions = document.get("functions")
+    if not isinstance(functions, Mapping):
+        wrong = "missing" if functions is None else f"{_kind(functions)} is not a mapping"
+        raise ConfigError([f"functions: {wrong}; an FDL file has functions: {{aws: [{{lambda: "
+                           "..., batch: ...}]}} or the older functions: {NAME: {...}}"])
+    shared = document.get("storage_providers")
+    if shared is not None and not isinstance(shared, Mapping):
+        raise ConfigError([f"storage_providers: {_kind(shared)} is not a mapping; must map "
+                           "provider kinds (s3) to named providers"])
+    general: list[str] = []
+    entries: list[tuple[str, Optional[str], Mapping[str, Any]]] = []
+    if "aws" in functions or any(isinstance(v, list) for v in functions.values()):
+        section = _Section.at(functions, "functions", general)
+        for where, entry in section.entries("aws", "function entries {lambda: ..., batch: ...}"):
+            if isinstance(entry, Mapping):
+                entries.append((where, _entry_name(entry), entry))
+            else:
+                general.append(f"{where}: {_show(entry)} is not a mapping; must be a "
+                               "function entry {lambda: ..., batch: ...}")
+    else:
+        for fname, body in functions.items():
+            where = _join("functions", fname)
+            if isinstance(body, Mapping):
+                entries.append((where, str(fname), _from_old_form(str(fname), body, where,
+                                                                  general)))
+            else:
+                general.append(f"{where}: {_show(body)} is not a mapping; must be the "
+                               "function's settings")
+    if not entries and not general:
+        raise ConfigError(["functions: no functions defined; add functions: {aws: [{lambda: "
+                           "{name: ...}}]}"])
+    if name is not None and all(n != name for _, n, _ in entries):
+        defined = ", ".join(n for _, n, _ in entries if n) or "none"
+        raise ConfigError([f"functions: no function named {name!r}; defined: {defined}"])
+
+    problems: list[str] = [] if name is not None else general
+    parsed: list[tuple[str, FunctionConfig]] = []
+    first_of: dict[str, str] = {}
+    for where, fname, entry in entries:
+        wanted = name is None or fname == name
+        if fname is not None and fname in first_of and wanted:
+            lam = ".lambda" if isinstance(entry.get("lambda"), Mapping) else ""
+            problems.append(f"{where}{lam}.name: {fname!r} is also the name of "
+                            f"{first_of[fname]}; function names must be unique")
+        elif fname is not None:
+            first_of[fname] = where
+        try:
+            config = _parse(entry, base_dir=base_dir, path=where, check_files=check_files,
+                            shared_providers=shared)
+        except ConfigError as exc:
+            if wanted:
+                problems.extend(exc.problems)
+            continue
+        parsed.append((where, config))
+    chosen = [(w, c) for w, c in parsed if name is None or c.name == name]
+    for where, config in chosen:
+        if not config.delegates or config.handoff_bucket is None:
+            continue
+        folder = f"{config.handoff_bucket}/{config.handoff_prefix}"
+        for other_where, other in parsed:
+            for source in other.input:
+                if other is not config and _overlaps(folder, source.path):
+                    problems.append(
+                        f"{where}.handoff.prefix: the hand-off folder s3://{folder} is inside "
+                        f"input path {source.path!r} of {other.name} ({other_where}), so "
+                        "every delegation would trigger that function; set handoff.bucket or "
+                        "handoff.prefix to a place outside every input path")
+    if problems:
+        raise ConfigError(_unique(problems))
+    return [c for _, c in chosen]
