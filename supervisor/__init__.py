@@ -16,6 +16,7 @@ __all__ = [
     "aws",
     "batch_entry",
     "config",
+    "container",
     "delegate",
     "errors",
     "events",

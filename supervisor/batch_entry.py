@@ -95,6 +95,10 @@ REQUEST_ID_ALT_ENV = "REQUEST_ID"
 JOB_ID_ENV = "AWS_BATCH_JOB_ID"
 TIMEOUT_ENV = "SUPERVISOR_SCRIPT_TIMEOUT"
 WORK_DIR_ENV = "SUPERVISOR_WORK_DIR"
+# Set by the local Batch executor only: the job's image is this archive and the supervisor
+# runs outside it, so the script is run in it with udocker (on AWS Batch the supervisor
+# already runs inside the job's image).
+IMAGE_FILE_ENV = "SUPERVISOR_JOB_IMAGE_FILE"
 DEBUG_ENV = "SUPERVISOR_DEBUG"
 NODE_INDEX_ENV = "AWS_BATCH_JOB_NODE_INDEX"
 MAIN_NODE_INDEX_ENV = "AWS_BATCH_JOB_MAIN_NODE_INDEX"
@@ -187,6 +191,7 @@ class Settings:
     node_index: Optional[int] = None
     main_node_index: Optional[int] = None
     debug: bool = False
+    image_file: Optional[Path] = None  # SUPERVISOR_JOB_IMAGE_FILE
 
     @property
     def upload(self) -> bool:
@@ -217,6 +222,12 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
         work_base = Path(raw)
         if not work_base.is_dir():
             problems.append(f"{WORK_DIR_ENV}={raw!r}: not an existing directory")
+    image_file: Optional[Path] = None
+    raw = environ.get(IMAGE_FILE_ENV, "")
+    if raw:
+        image_file = Path(raw)
+        if not image_file.is_file():
+            problems.append(f"{IMAGE_FILE_ENV}={raw!r}: not an existing image archive")
     node = _index(environ, NODE_INDEX_ENV, problems)
     main_node = _index(environ, MAIN_NODE_INDEX_ENV, problems)
     if (node is None) != (main_node is None):
@@ -224,7 +235,8 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
     if problems:
         raise ConfigError(problems)
     return Settings(timeout=timeout, work_base=work_base, node_index=node,
-                    main_node_index=main_node, debug=environ.get(DEBUG_ENV, "") == "1")
+                    main_node_index=main_node, debug=environ.get(DEBUG_ENV, "") == "1",
+                    image_file=image_file)
 
 
 def _index(environ: Mapping[str, str], name: str, problems: list[str]) -> Optional[int]:
@@ -327,7 +339,8 @@ def _process(obj: InputObject, work: _Work, settings: Settings, clients: ClientF
     try:
         job = Job(obj=obj, config=work.config, script=work.script,
                   request_id=work.request_id, execution_service="batch",
-                  deadline=settings.deadline(), upload=settings.upload)
+                  deadline=settings.deadline(), upload=settings.upload,
+                  image_file=settings.image_file)
         result = run_job(job, clients=clients, base_env=environ,
                          work_base=settings.work_base, on_line=_log_script_line)
     except Exception as exc:  # the record's error boundary; the next record still runs

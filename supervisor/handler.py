@@ -120,6 +120,8 @@ class _Invocation:
             self.deadline = Deadline.from_remaining_ms(remaining_ms, threshold, clock)
             handoff_deadline = Deadline.from_remaining_ms(remaining_ms, HANDOFF_MARGIN_S, clock)
         self.work_base = Path(environ.get(WORK_DIR_ENV) or tempfile.gettempdir())
+        image = config.container.image_file
+        self.image_file = Path(image) if image else None
         self.delegator = Delegator(config, script=script, request_id=request_id,
                                    clients=clients, deadline=handoff_deadline,
                                    lambda_context=context if remaining_ms is not None else None)
@@ -142,7 +144,7 @@ class _Invocation:
             try:
                 return run_job(Job(obj=obj, config=self.config, script=self.script,
                                    request_id=self.request_id, execution_service="lambda",
-                                   deadline=self.deadline),
+                                   deadline=self.deadline, image_file=self.image_file),
                                clients=self.clients, base_env=self.environ,
                                work_base=self.work_base, on_line=_log_script_line,
                                clock=self.clock)

@@ -9,10 +9,10 @@ from typing import Callable, Mapping, Optional
 
 from .aws import ClientFactory
 from .config import FunctionConfig
-from .errors import ScriptTimeout
+from .errors import ScriptError, ScriptTimeout
 from .events import InputObject
 from .result import RecordResult
-from .runner import build_env, run, script_argv, write_script
+from .runner import RunResult, build_env, run, script_argv, write_script
 from .storage import stage_in, stage_out
 from .watchdog import Deadline
 from .workdir import WorkDirs
@@ -33,6 +33,7 @@ class Job:
     execution_service: str  # "lambda" or "batch"
     deadline: Deadline = Deadline.none()
     upload: bool = True  # False on the non-main nodes of a multi-node Batch job
+    image_file: Optional[Path] = None  # run the script in this image archive (udocker)
 
 
 def input_provider(config: FunctionConfig, bucket: str) -> str:
@@ -68,14 +69,7 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
         if job.deadline.expired(clock):
             raise ScriptTimeout(f"stage-in of {obj.uri} exceeded the time budget")
         script_path = write_script(job.script, work)
-        env = build_env(
-            base_env=base_env, input_file=input_file, work=work, bucket=obj.bucket,
-            key=obj.key, record_json=obj.record_json(), event_time=obj.event_time,
-            request_id=job.request_id, execution_service=job.execution_service,
-            variables=config.container.environment,
-            pass_aws_credentials=config.container.pass_aws_credentials)
-        result = run(script_argv(script_path), env=env, cwd=work.root, deadline=job.deadline,
-                     log_path=work.log_path, on_line=on_line, clock=clock)
+        result = _run_script(job, work, input_file, script_path, base_env, on_line, clock)
         log.info("run done", extra={"phase": "run", "seconds": round(result.duration, 3),
                                     "exit_code": result.exit_code,
                                     "timed_out": result.timed_out})
@@ -104,3 +98,32 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
                             uploaded=tuple(uploaded), output_tail=result.output_tail)
     finally:
         work.remove()
+
+
+def _run_script(job: Job, work: WorkDirs, input_file: Path, script_path: Path,
+                base_env: Mapping[str, str], on_line: Optional[Callable[[str], None]],
+                clock: Callable[[], float]) -> RunResult:
+    """The script on the host (``/bin/sh``), or in the job's image when it names one."""
+    obj, config = job.obj, job.config
+    if job.image_file is not None:
+        from .container import container_base_env, run_in_container, spec_from_environ
+
+        script_base_env: Mapping[str, str] = container_base_env(base_env)
+    else:
+        script_base_env = base_env
+    env = build_env(
+        base_env=script_base_env, input_file=input_file, work=work, bucket=obj.bucket,
+        key=obj.key, record_json=obj.record_json(), event_time=obj.event_time,
+        request_id=job.request_id, execution_service=job.execution_service,
+        variables=config.container.environment,
+        pass_aws_credentials=config.container.pass_aws_credentials)
+    if job.image_file is None:
+        return run(script_argv(script_path), env=env, cwd=work.root, deadline=job.deadline,
+                   log_path=work.log_path, on_line=on_line, clock=clock)
+    try:
+        spec = spec_from_environ(job.image_file, base_env)
+    except ValueError as exc:
+        raise ScriptError(f"container: {exc}") from exc
+    return run_in_container(spec, script_path=script_path, work=work, env=env,
+                            deadline=job.deadline, log_path=work.log_path, on_line=on_line,
+                            clock=clock, host_env=base_env)

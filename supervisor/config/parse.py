@@ -90,7 +90,7 @@ def _parse(data: Mapping[str, Any], *, base_dir: Optional[Path], path: str,
     memory = top.integer("memory", 512, 128, 10240, "MB")
     timeout = top.integer("timeout", 300, 1, 900, "seconds")
     init_script = _parse_init_script(top, base_dir, check_files)
-    container = _parse_container(top, timeout)
+    container = _parse_container(top, timeout, base_dir, check_files)
 
     providers: dict[str, S3Provider] = {}
     if shared_providers is not None:
@@ -142,6 +142,8 @@ def _parse(data: Mapping[str, Any], *, base_dir: Optional[Path], path: str,
                                           raw.get("storage_providers") or {})
     if init_script is not None:
         raw["init_script"] = init_script
+    if container.image_file is not None:
+        raw.setdefault("container", {})["image_file"] = container.image_file
     return FunctionConfig(
         name=name,
         execution_mode=cast(ExecutionMode, mode),
@@ -181,23 +183,30 @@ def _parse_name(top: _Section) -> str:
 
 def _parse_init_script(top: _Section, base_dir: Optional[Path],
                        check_files: bool) -> Optional[str]:
-    value = top.opt_text("init_script", "must be the path of the user's shell script")
+    return _local_file(top, "init_script", base_dir, check_files, "shell script")
+
+
+def _local_file(section: _Section, key: str, base_dir: Optional[Path], check_files: bool,
+                what: str) -> Optional[str]:
+    """A file named in the configuration, made absolute against ``base_dir``."""
+    value = section.opt_text(key, f"must be the path of a {what}")
     if value is None:
         return None
-    script = Path(value)
-    if not script.is_absolute() and base_dir is not None:
-        script = Path(os.path.abspath(base_dir / script))
-    if check_files and not script.is_file():
-        top.problem("init_script", f"{str(script)!r} does not exist or is not a file",
-                    "must name an existing shell script (relative paths are resolved "
-                    "against the configuration file's directory)")
-    return str(script)
+    path = Path(value)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(os.path.abspath(base_dir / path))
+    if check_files and not path.is_file():
+        section.problem(key, f"{str(path)!r} does not exist or is not a file",
+                        f"must name an existing {what} (relative paths are resolved against the "
+                        "configuration file's directory)")
+    return str(path)
 
 
-def _parse_container(top: _Section, timeout: int) -> ContainerConfig:
+def _parse_container(top: _Section, timeout: int, base_dir: Optional[Path],
+                     check_files: bool) -> ContainerConfig:
     section = top.section("container")
     image = section.text("image", "", "must be a container image name")
-    image_file = section.opt_text("image_file", "must be the path of an image tarball")
+    image_file = _local_file(section, "image_file", base_dir, check_files, "image tarball")
     if not image.strip() and not (image_file and image_file.strip()):
         section.problem("image", "missing", "set container.image (an image name) or "
                         "container.image_file (an image tarball)")

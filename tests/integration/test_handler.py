@@ -211,3 +211,38 @@ def test_script_from_event_field_is_used(s3: Any, bucket: str, aws_env: dict[str
 
     assert response["statusCode"] == 200, body
     assert s3.get_object(Bucket=bucket, Key="output/e.txt")["Body"].read() == b"from-event\n"
+
+
+CONTAINER_SCRIPT = """\
+set -eu
+mkdir -p "$TMP_OUTPUT_DIR/c"
+{
+  [ -e /etc/debian_version ] && echo "host-os" || echo "image-os"
+  busybox | head -n 1 | cut -d' ' -f1
+  echo "svc=$EXECUTION_SERVICE"
+  cat "$INPUT_FILE_PATH"
+} > "$TMP_OUTPUT_DIR/c/view.txt"
+"""
+
+
+@pytest.mark.container
+@pytest.mark.skipif(not (Path("/usr/bin/proot").is_file() and Path("/bin/busybox").is_file()),
+                    reason="needs proot and busybox-static (build.sh installs them)")
+def test_image_file_runs_the_script_in_a_real_container(s3: Any, bucket: str,
+                                                        aws_env: dict[str, str],
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor.local.image import build_busybox_image
+
+    image = build_busybox_image(tmp_path / "busybox.tar")
+    monkeypatch.setenv("SUPERVISOR_UDOCKER_DIR", str(tmp_path / "udocker"))
+    aws_env = dict(aws_env, SUPERVISOR_UDOCKER_DIR=str(tmp_path / "udocker"))
+    script = write_script(tmp_path, CONTAINER_SCRIPT)
+    config = make_config(bucket, script).replace(
+        "  image: busybox\n", f"  image: busybox\n  image_file: {image}\n")
+    event = event_of(put(s3, bucket, "input/a.txt", b"inside"))
+    response, body = invoke(event, config, aws_env, tmp_path)
+
+    assert response["statusCode"] == 200, body
+    view = s3.get_object(Bucket=bucket, Key="output/c/view.txt")["Body"].read().decode()
+    assert view.split("\n")[:4] == ["image-os", "BusyBox", "svc=lambda", "inside"]
