@@ -24,6 +24,7 @@ __all__ = [
     "handoff",
     "pipeline",
     "plan",
+    "provision",
     "result",
     "runner",
     "storage",
