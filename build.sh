@@ -53,14 +53,51 @@ cmd_test() {
   "$VENV/bin/pytest" "$@"
 }
 
+cmd_layer() {
+  # Stdlib-only builder; the venv brings pip (wheels are fetched once into dist/.wheels).
+  # Skips when the inputs' hash matches dist/.supervisor-build.json (--force rebuilds).
+  ensure_venv
+  "$PY" layers/build.py "$@"
+}
+
 cmd_demo() {
   ensure_system_packages
   ensure_venv
   "$PY" -m supervisor.local.demo "$@"
 }
 
+cmd_bench() {
+  # Not part of test: timings only. Sets up the peer's own venv (faas-supervisor 1.5.8) and
+  # matplotlib (the chart) in .venv when missing; python -m bench.run --help for options.
+  ensure_venv
+  if [ ! -x /usr/bin/time ]; then
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
+    else
+      log "/usr/bin/time is missing (apt-get install -y time)"; exit 1
+    fi
+  fi
+  local peer="$ROOT/bench/.peer-venv"
+  if ! "$peer/bin/python" -c 'import faassupervisor, webdav3, boto3, yaml' 2>/dev/null; then
+    log "creating $peer (faas-supervisor 1.5.8)"
+    python3 -m venv "$peer"
+    # 1.5.8's metadata has a broken requirement (webdavclient3 (==3.14.6requests)).
+    "$peer/bin/python" -m pip install -q --disable-pip-version-check --no-deps faas-supervisor==1.5.8
+    "$peer/bin/python" -m pip install -q --disable-pip-version-check \
+      webdavclient3==3.14.6 requests boto3 pyyaml setuptools
+  fi
+  if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+    log "installing matplotlib into $VENV (the chart only)"
+    "$PY" -m pip install -q --disable-pip-version-check matplotlib
+  fi
+  "$PY" -m bench.run "$@"
+}
+
 case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   demo) shift; cmd_demo "$@" ;;
+  layer) shift; cmd_layer "$@" ;;
+  bench) shift; cmd_bench "$@" ;;
   *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -62,8 +62,8 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
     logger = _logger()
     request_id = str(getattr(context, "aws_request_id", "") or uuid.uuid4())
     logger.append_keys(request_id=request_id)
-    headers = response_headers(request_id, str(getattr(context, "log_group_name", "")),
-                               str(getattr(context, "log_stream_name", "")))
+    headers = response_headers(request_id, str(getattr(context, "log_group_name", None) or ""),
+                               str(getattr(context, "log_stream_name", None) or ""))
     remaining_ms = _remaining_ms(context)
     metrics = _Metrics(environ)
     try:
