@@ -21,20 +21,24 @@ DEFAULT_PROVIDER = "s3"
 class ClientFactory:
     """Creates and caches boto3 clients; one instance serves a whole process.
 
-    ``providers`` maps a provider id (the part after ``s3.``) to its settings.
+    ``providers`` maps a provider id (the part after ``s3.``) to its settings;
+    ``endpoint_url`` (the local endpoint, the CLI's ``--endpoint-url``) is used
+    by every default-provider client instead of boto3's own resolution.
     Clients are thread-safe once made; creation is serialised with a lock.
     """
 
     def __init__(self, session: Optional[Any] = None,
-                 providers: Optional[Mapping[str, S3Provider]] = None) -> None:
+                 providers: Optional[Mapping[str, S3Provider]] = None,
+                 endpoint_url: Optional[str] = None) -> None:
         self._session = session
+        self._endpoint_url = endpoint_url
         self._providers: Mapping[str, S3Provider] = dict(providers or {})
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     def with_providers(self, providers: Mapping[str, S3Provider]) -> "ClientFactory":
         """A factory sharing this one's session and default clients, with other providers."""
-        other = ClientFactory(self._session, providers)
+        other = ClientFactory(self._session, providers, self._endpoint_url)
         other._clients = {k: v for k, v in self._clients.items() if k[1] == DEFAULT_PROVIDER}
         return other
 
@@ -70,6 +74,9 @@ class ClientFactory:
         config = Config(retries={"max_attempts": 5, "mode": "standard"},
                         max_pool_connections=32)
         if provider == DEFAULT_PROVIDER:
+            if self._endpoint_url:
+                return self._get_session().client(service, config=config,
+                                                  endpoint_url=self._endpoint_url)
             return self._get_session().client(service, config=config)
         kind, _, ident = provider.partition(".")
         settings = self._providers.get(ident)

@@ -7,6 +7,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
+from .model import folders_overlap
+
 ENV_CONFIG = "FUNCTION_CONFIG"
 ENV_CONFIG_PATH = "FUNCTION_CONFIG_PATH"
 DEFAULT_CONFIG_PATH = Path("/var/task/function_config.yaml")
@@ -70,10 +72,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _overlaps(a: str, b: str) -> bool:
-    """Whether two ``bucket/prefix`` folders share keys (one is, or is inside, the other)."""
-    a_dir, b_dir = a.strip("/") + "/", b.strip("/") + "/"
-    return a_dir.startswith(b_dir) or b_dir.startswith(a_dir)
+_overlaps = folders_overlap
 
 
 def _merge(base: dict[Any, Any], over: Mapping[Any, Any]) -> dict[Any, Any]:

@@ -8,6 +8,12 @@ ExecutionMode = Literal["lambda", "lambda-batch", "batch"]
 EXECUTION_MODES: tuple[str, ...] = ("lambda", "lambda-batch", "batch")
 
 
+def folders_overlap(a: str, b: str) -> bool:
+    """Whether two ``bucket/prefix`` folders share keys (one is, or is inside, the other)."""
+    a_dir, b_dir = a.strip("/") + "/", b.strip("/") + "/"
+    return a_dir.startswith(b_dir) or b_dir.startswith(a_dir)
+
+
 @dataclass(frozen=True)
 class StoragePath:
     """One input or output path: ``bucket/prefix`` on a storage provider."""
@@ -16,6 +22,11 @@ class StoragePath:
     path: str  # "bucket" or "bucket/some/prefix", no leading/trailing slash
     prefix: tuple[str, ...] = ()  # outputs only: relative-path prefixes, any of
     suffix: tuple[str, ...] = ()  # outputs only: relative-path suffixes, any of
+
+    def overlaps(self, other: "StoragePath") -> bool:
+        """Whether keys written under one path land under the other (same provider)."""
+        return self.storage_provider == other.storage_provider and \
+            folders_overlap(self.path, other.path)
 
     @property
     def bucket(self) -> str:

@@ -291,8 +291,7 @@ def _check_loops(top: _Section, inputs: Sequence[StoragePath],
     """An output inside (or around) an input re-triggers the function for ever."""
     for i, source in enumerate(inputs):
         for j, target in enumerate(outputs):
-            if source.storage_provider == target.storage_provider and \
-                    _overlaps(source.path, target.path):
+            if source.overlaps(target):
                 top.problems.append(
                     f"{top.path('input')}[{i}].path: {source.path!r} overlaps "
                     f"{top.path('output')}[{j}].path {target.path!r} on storage provider "

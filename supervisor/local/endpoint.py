@@ -37,6 +37,25 @@ class Endpoint:
         self.stop()
 
 
+def _leave_s3_notifications_to_the_event_source() -> None:
+    """Stop moto from running Lambda functions itself when an object is created.
+
+    moto answers an S3 upload under a bucket notification by invoking the
+    function in Docker, which does not exist here: each upload would cost a
+    failed Docker probe and leave an "error running docker" entry in the
+    function's log group. In local mode S3 notifications are delivered by
+    :mod:`supervisor.local.event_source`, and functions run on the local
+    Lambda executor; SQS, SNS and EventBridge notifications are untouched.
+    """
+    from moto.s3 import notifications
+
+    def no_lambda_invoke(account_id: str, event_body: Any, fn_arn: str,
+                         region_name: str) -> None:
+        return None
+
+    notifications._invoke_awslambda = no_lambda_invoke
+
+
 def start_endpoint() -> Endpoint:
     """Start moto's server on 127.0.0.1 (free port), Batch without Docker."""
     import logging
@@ -45,6 +64,7 @@ def start_endpoint() -> Endpoint:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
+    _leave_s3_notifications_to_the_event_source()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -30,7 +30,7 @@ import struct
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 __all__ = ["APPLETS", "DEFAULT_TAG", "BUSYBOX", "build_busybox_image", "docker_arch"]
 
@@ -213,3 +213,24 @@ def build_busybox_image(dest: Path, *, tag: str = DEFAULT_TAG,
             pass
         raise
     return target
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m supervisor.local.image DEST``: build the busybox image archive at DEST."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m supervisor.local.image",
+                                     description="Build a tiny busybox image archive "
+                                                 "(docker save format) for local containers.")
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("--tag", default="supervisor/busybox:latest")
+    args = parser.parse_args(argv)
+    try:
+        build_busybox_image(args.dest, tag=args.tag)
+    except (OSError, ValueError) as exc:
+        parser.exit(1, f"supervisor: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

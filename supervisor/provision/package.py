@@ -5,7 +5,7 @@ import dataclasses
 import hashlib
 import io
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Mapping
 
 from ..config import FunctionConfig, to_yaml
@@ -50,11 +50,16 @@ def deterministic_zip(files: Mapping[str, bytes], executable: frozenset[str] = f
 
 
 def deployed_config(config: FunctionConfig) -> FunctionConfig:
-    """``config`` as the function sees it: ``init_script`` under ``/var/task``."""
+    """``config`` as the function sees it: ``init_script`` beside the YAML file.
+
+    The script is written as a bare file name: ``config.load`` resolves a
+    relative ``init_script`` against the configuration file's directory, which
+    is ``/var/task`` on AWS and the unpacked code directory when the local
+    Lambda executor runs the same zip.
+    """
     if config.init_script is None:
         return config
-    name = Path(config.init_script).name
-    return dataclasses.replace(config, init_script=str(PurePosixPath(TASK_ROOT) / name))
+    return dataclasses.replace(config, init_script=Path(config.init_script).name)
 
 
 def deployment_zip(config: FunctionConfig) -> bytes:

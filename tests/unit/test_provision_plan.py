@@ -386,7 +386,7 @@ def test_deployment_zip_is_deterministic(plants: FunctionConfig, tmp_path: Path)
         assert (infos[0].external_attr >> 16) & 0o777 == 0o755
         assert archive.read("bootstrap-plants.sh") == script.read_bytes()
         deployed = yaml.safe_load(archive.read("function_config.yaml"))
-    assert deployed["init_script"] == "/var/task/bootstrap-plants.sh"
+    assert deployed["init_script"] == "bootstrap-plants.sh"  # resolved beside the YAML
     again = parse(deployed, check_files=False)
     assert dataclasses.replace(again, init_script=plants.init_script) == plants
 

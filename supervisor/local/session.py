@@ -1,0 +1,254 @@
+"""``supervisor local``: the whole pipeline on one machine, as AWS would run it.
+
+An embedded endpoint (moto over loopback) gets the function definition(s)
+deployed with the real provisioning code; uploads under an input path become
+S3 events (:mod:`.event_source`), the functions run in their own Lambda-like
+subprocesses (:mod:`.lambda_executor`), and the jobs they hand to Batch run on
+the local Batch executor (:mod:`.batch_executor`). Outputs that land in
+another function's input path trigger it: a workflow. The session ends when
+nothing is left to do and reports one row per processed object.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from ..aws import ClientFactory
+from ..config import FunctionConfig, from_fdl
+from ..errors import ConfigError, SupervisorError
+from ..provision import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, deploy, deployment_zip
+from ..provision.userdata import HOST_DIR
+from ..workflow import check_loops, edges
+from .account import localize, prepare_account
+from .batch_executor import LocalBatchExecutor
+from .batch_resolve import LocalHost, base_env
+from .batch_tap import SubmitJobTap
+from .endpoint import start_endpoint
+from .event_source import EventSource
+from .lambda_executor import LambdaExecutor
+from .store import LocalStore
+
+__all__ = ["LocalReport", "run_local", "entry_functions"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LocalReport:
+    """What a local session did: one row per processed object, and whether all went well."""
+
+    endpoint: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ok: bool = False
+
+
+def entry_functions(configs: Sequence[FunctionConfig]) -> list[FunctionConfig]:
+    """The functions no other function triggers: where a workflow's uploads go in."""
+    graph = edges(configs)
+    fed = {target for source, targets in graph.items() for target in targets
+           if target != source}
+    return [c for c in configs if c.name not in fed]
+
+
+def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], state_dir: Path,
+              progress: Progress, layer_zip: Path = DEFAULT_LAYER_ZIP,
+              batch_pyz: Path = DEFAULT_BATCH_PYZ, max_wait: float = 600.0) -> LocalReport:
+    """Deploy ``fdl`` into an embedded endpoint, upload ``puts``, run until quiet.
+
+    The files go to the first input path of the workflow's first entry function.
+    Raises ``ConfigError``/``SupervisorError`` for what stops the session
+    before anything runs (a bad definition, a loop, missing artefacts).
+    """
+    configs = from_fdl(fdl)
+    check_loops(configs)
+    for artefact in (layer_zip, batch_pyz):
+        if not artefact.is_file():
+            raise SupervisorError(f"{artefact} not found: build it with ./build.sh layer")
+    for put in puts:
+        if not put.is_file():
+            raise ConfigError([f"--put {put}: not a file"])
+    entry = entry_functions(configs)[0]
+    state_dir.mkdir(parents=True, exist_ok=True)
+
+    with start_endpoint() as endpoint:
+        progress(f"embedded AWS endpoint: {endpoint.url}")
+        tap = SubmitJobTap()
+        tap.install(endpoint.server)
+        clients = _clients(endpoint.url)
+        account = prepare_account(clients, configs)
+        local = {c.name: localize(c, account) for c in configs}
+        for config in local.values():
+            result = deploy(config, clients, layer_zip=layer_zip, batch_pyz=batch_pyz)
+            made = sum(1 for o in result.outcomes if o.action == "created")
+            progress(f"deployed {config.name} ({config.execution_mode}): {made} resources")
+
+        store = LocalStore(state_dir, endpoint=endpoint.url)
+        lambdas = LambdaExecutor(
+            clients, endpoint_env=endpoint.env, store=store, work_root=state_dir / "lambda",
+            code=lambda name: deployment_zip(local[_function_name(name)]),
+            layers=lambda arn: _layer_file(arn, layer_zip), timeout_override=timeout)
+        host = LocalHost(
+            base_env=base_env(os.environ, endpoint.env),
+            host_paths={HOST_DIR: batch_pyz.resolve().parent},
+            executables={"python3": sys.executable},
+            image_files={c.container.image: Path(c.container.image_file)
+                         for c in local.values() if c.container.image_file})
+        batch = LocalBatchExecutor(clients.client("batch"), store, state_dir / "batch",
+                                   host=host, tap=tap)
+        source = EventSource(clients, lambdas)
+        source.refresh()
+        with lambdas, batch:
+            target = entry.input[0]
+            for put in puts:
+                key = f"{target.key_prefix}/{put.name}".lstrip("/")
+                clients.s3().upload_file(str(put), target.bucket, key)
+                progress(f"uploaded {put} -> s3://{target.bucket}/{key}")
+            _run_until_quiet(source, lambdas, batch, store, progress, max_wait)
+        rows = _rows(store.snapshot(), local)
+        copied = _copy_outputs(clients, rows, state_dir / "outputs")
+        if copied:
+            progress(f"outputs copied to {state_dir / 'outputs'} ({copied} files)")
+    ok = bool(rows) and all(r["status"] == "completed" for r in rows)
+    return LocalReport(endpoint=endpoint.url, rows=rows, ok=ok)
+
+
+def _clients(url: str) -> ClientFactory:
+    import boto3.session
+
+    session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                    region_name="us-east-1")
+    return ClientFactory(session=session, endpoint_url=url)
+
+
+def _function_name(name_or_arn: str) -> str:
+    return name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]
+
+
+def _layer_file(arn: str, layer_zip: Path) -> Path:
+    """Locally the only layer whose content is at hand is the supervisor's own."""
+    return layer_zip
+
+
+def _run_until_quiet(source: EventSource, lambdas: LambdaExecutor,
+                     batch: LocalBatchExecutor, store: LocalStore, progress: Progress,
+                     max_wait: float, interval: float = 0.2) -> None:
+    """Drive events and jobs until nothing is pending twice in a row."""
+    deadline = time.monotonic() + max_wait
+    seen: dict[str, str] = {}
+    quiet = 0
+    while quiet < 2:
+        if time.monotonic() > deadline:
+            raise SupervisorError(f"the local session did not settle within {max_wait:.0f} s")
+        dispatched = source.poll_once()
+        found = batch.poll_once()
+        _report_changes(store.snapshot(), seen, progress)
+        busy = dispatched or found or lambdas.busy() or batch.busy() or source.pending()
+        quiet = 0 if busy else quiet + 1
+        time.sleep(interval)
+    _report_changes(store.snapshot(), seen, progress)
+
+
+def _report_changes(doc: dict[str, Any], seen: dict[str, str], progress: Progress) -> None:
+    for rid, inv in sorted(doc["invocations"].items(), key=lambda kv: kv[1].get("started", 0)):
+        status = str(inv.get("status"))
+        if seen.get(rid) != status:
+            seen[rid] = status
+            progress(f"lambda {inv.get('function')}: {status} ({inv.get('object', '')})")
+            for record in inv.get("records") or []:
+                if record.get("status") == "delegated":
+                    progress(f"  handed off to Batch job {str(record.get('job_id'))[:8]}: "
+                             f"{record.get('reason')}")
+                elif record.get("status") != "completed":
+                    progress(f"  {record.get('status')}: {record.get('error') or ''}")
+    for job_id, job in doc["jobs"].items():
+        status = str(job.get("status"))
+        if seen.get(job_id) != status:
+            seen[job_id] = status
+            progress(f"batch job {job.get('name')} {job_id[:8]}: {status}"
+                     + (f" (exit {job['exit_code']})" if status in ("SUCCEEDED", "FAILED")
+                        and job.get("exit_code") is not None else ""))
+
+
+def _rows(doc: dict[str, Any], configs: dict[str, FunctionConfig]) -> list[dict[str, Any]]:
+    """One row per object an invocation handled, with where it finally ran."""
+    rows: list[dict[str, Any]] = []
+    invocations = sorted(doc["invocations"].values(), key=lambda inv: inv.get("started", 0))
+    for inv in invocations:
+        name = str(inv.get("function"))
+        mode = configs[name].execution_mode if name in configs else "?"
+        records = inv.get("records") or []
+        if not records:
+            for obj in [f"s3://{o.get('bucket')}/{o.get('key')}"
+                        for o in inv.get("objects") or []] or [str(inv.get("object", ""))]:
+                rows.append(_row(obj, name, mode, "lambda", "failed",
+                                 inv.get("duration"), outputs=[],
+                                 error=inv.get("error") or inv.get("status")))
+            continue
+        for record in records:
+            obj = f"s3://{record.get('bucket')}/{record.get('key')}"
+            job_id = record.get("job_id")
+            if record.get("status") == "delegated" and job_id:
+                job = doc["jobs"].get(job_id, {})
+                state = job.get("status", "not started")
+                ended = job.get("stopped") or inv.get("ended") or 0
+                rows.append(_row(obj, name, mode, "batch",
+                                 "completed" if state == "SUCCEEDED" else "failed",
+                                 max(0.0, float(ended) - float(inv.get("started") or ended)),
+                                 job_id=job_id, job_state=state, outputs=_job_outputs(job),
+                                 error=job.get("reason") if state != "SUCCEEDED" else None))
+            else:
+                rows.append(_row(obj, name, mode, "lambda", str(record.get("status")),
+                                 record.get("duration") or inv.get("duration"),
+                                 outputs=list(record.get("uploaded") or []),
+                                 error=record.get("error")))
+    return rows
+
+
+def _row(obj: str, function: str, mode: str, ran_on: str, status: str, duration: Any, *,
+         outputs: list[str], job_id: Optional[str] = None, job_state: Optional[str] = None,
+         error: Optional[str] = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"object": obj, "function": function, "mode": mode,
+                           "ran_on": ran_on, "status": status,
+                           "duration": round(float(duration or 0.0), 2), "job_id": job_id,
+                           "job_state": job_state, "outputs": outputs}
+    if error and status != "completed":
+        row["error"] = error
+    return row
+
+
+def _copy_outputs(clients: ClientFactory, rows: Sequence[dict[str, Any]], dest: Path) -> int:
+    """Download every output of the session to ``dest/<bucket>/<key>`` (the endpoint
+    goes away with the session); returns how many files were copied."""
+    count = 0
+    for row in rows:
+        for uri in row["outputs"]:
+            bucket, _, key = uri[5:].partition("/")
+            target = dest / bucket / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            clients.s3().download_file(bucket, key, str(target))
+            count += 1
+    return count
+
+
+def _job_outputs(job: dict[str, Any]) -> list[str]:
+    """The S3 URIs a job uploaded: from supervisor-batch's summary line in its log."""
+    log = job.get("log")
+    if not log:
+        return []
+    try:
+        lines = Path(log).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in reversed(lines):
+        if line.startswith('{"records"'):
+            try:
+                summary = json.loads(line)
+            except ValueError:
+                continue
+            return [uri for rec in summary.get("records", []) for uri in rec.get("uploaded", [])]
+    return []
