@@ -61,9 +61,21 @@ cmd_layer() {
 }
 
 cmd_demo() {
+  # The local default: an embedded AWS endpoint, the demo workflow deployed into it with the
+  # real provisioning code, one upload through lambda -> lambda-batch -> batch, in containers.
   ensure_system_packages
   ensure_venv
-  "$PY" -m supervisor.local.demo "$@"
+  log "building the layer and supervisor-batch.pyz (skipped when unchanged)"
+  cmd_layer >/dev/null 2>&1 || cmd_layer
+  local image=examples/demo/busybox.tar
+  [ -f "$image" ] || "$PY" -m supervisor.local.image "$image"
+  "$VENV/bin/supervisor" local -f examples/demo/workflow.yaml \
+    --put examples/demo/sample.txt "$@"
+  local report=.supervisor-local/outputs/demo/reports/sample.report.txt
+  if [ -f "$report" ]; then
+    printf '\nThe report the last function wrote (%s):\n' "$report"
+    cat "$report"
+  fi
 }
 
 cmd_bench() {

@@ -17,6 +17,7 @@ __all__ = [
     "batch_entry",
     "config",
     "container",
+    "cli",
     "delegate",
     "errors",
     "events",
@@ -29,5 +30,6 @@ __all__ = [
     "runner",
     "storage",
     "watchdog",
+    "workflow",
     "workdir",
 ]

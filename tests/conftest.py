@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 EVENTS_DIR = Path(__file__).parent / "events"
+ROOT = Path(__file__).resolve().parents[1]
+BUILDER = ROOT / "layers" / "build.py"
+WHEELHOUSE = ROOT / "dist" / ".wheels"
 
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -86,29 +93,34 @@ def bucket(s3: Any) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def batch_network(moto_endpoint: str) -> dict[str, str]:
-    """A VPC subnet, security group and the IAM roles Batch needs, made once per session."""
+    """A VPC subnet, security group and the IAM roles Batch needs.
+
+    Made per test: a local-mode session in the same process resets moto's state when
+    its endpoint stops.
+    """
     import boto3
 
     kwargs = dict(endpoint_url=moto_endpoint, region_name="us-east-1",
                   aws_access_key_id="testing", aws_secret_access_key="testing")
     ec2 = boto3.client("ec2", **kwargs)
     iam = boto3.client("iam", **kwargs)
+    suffix = uuid.uuid4().hex[:8]
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    sg = ec2.create_security_group(GroupName="batch-sg", Description="batch",
+    sg = ec2.create_security_group(GroupName=f"batch-sg-{suffix}", Description="batch",
                                    VpcId=vpc)["GroupId"]
     trust = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"},
          "Action": "sts:AssumeRole"}]})
-    service_role = iam.create_role(RoleName="AWSBatchServiceRole-test",
+    service_role = iam.create_role(RoleName=f"AWSBatchServiceRole-{suffix}",
                                    AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-    iam.create_role(RoleName="ecsInstanceRole-test", AssumeRolePolicyDocument=trust)
+    iam.create_role(RoleName=f"ecsInstanceRole-{suffix}", AssumeRolePolicyDocument=trust)
     profile = iam.create_instance_profile(
-        InstanceProfileName="ecsInstanceRole-test")["InstanceProfile"]["Arn"]
-    iam.add_role_to_instance_profile(InstanceProfileName="ecsInstanceRole-test",
-                                     RoleName="ecsInstanceRole-test")
+        InstanceProfileName=f"ecsInstanceRole-{suffix}")["InstanceProfile"]["Arn"]
+    iam.add_role_to_instance_profile(InstanceProfileName=f"ecsInstanceRole-{suffix}",
+                                     RoleName=f"ecsInstanceRole-{suffix}")
     return {"subnet": subnet, "security_group": sg, "service_role": service_role,
             "instance_profile": profile}
 
@@ -137,3 +149,35 @@ def make_batch_queue(batch: Any, network: dict[str, str], name: str,
     else:
         batch.register_job_definition(jobDefinitionName=name, type="container",
                                       containerProperties=container)
+
+
+@dataclass(frozen=True)
+class Built:
+    out: Path
+    layer: Path
+    pyz: Path
+    stdout: str
+    stderr: str
+
+
+def run_builder(package: Path, out: Path, *args: str) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run([sys.executable, str(BUILDER), "--out", str(out), "--package",
+                           str(package), "--wheelhouse", str(WHEELHOUSE), *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A snapshot of supervisor/: every build of the session ships the same sources."""
+    dest = tmp_path_factory.mktemp("src") / "supervisor"
+    shutil.copytree(ROOT / "supervisor", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def built(package: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    out = tmp_path_factory.mktemp("dist")
+    proc = run_builder(package, out)
+    assert proc.returncode == 0, proc.stderr
+    return Built(out=out, layer=out / "supervisor-layer.zip", pyz=out / "supervisor-batch.pyz",
+                 stdout=proc.stdout, stderr=proc.stderr)

@@ -27,8 +27,18 @@ class Endpoint:
         return dict(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.url)
 
     def stop(self) -> None:
-        """Shut the server down."""
-        self.server.stop()
+        """Shut the server down; what it held goes with it.
+
+        moto keeps its state per process, not per server: without the reset a
+        later endpoint in the same process would start with this one's
+        buckets, functions and queues.
+        """
+        import requests
+
+        try:
+            requests.post(f"{self.url}/moto-api/reset", timeout=10)
+        finally:
+            self.server.stop()
 
     def __enter__(self) -> "Endpoint":
         return self

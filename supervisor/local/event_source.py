@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Optional, Protocol
+from typing import Any, Collection, Literal, Mapping, Optional, Protocol
 
 from ..aws import ClientFactory
 from .s3event import event_of, object_created_record
@@ -122,12 +122,15 @@ class EventSource:
 
     Drive it with :meth:`poll_once` or run it on a thread with :meth:`start`
     and :meth:`stop`. ``region`` goes into the records (default: the S3
-    client's). Thread-safe.
+    client's). ``functions`` limits it to the notifications of those function
+    names (default: every function). Thread-safe.
     """
 
     def __init__(self, clients: ClientFactory, invoker: Invoker, *,
-                 region: Optional[str] = None, interval: float = 0.2) -> None:
+                 region: Optional[str] = None, interval: float = 0.2,
+                 functions: Optional[Collection[str]] = None) -> None:
         self._clients = clients
+        self._functions = None if functions is None else frozenset(functions)
         self._invoker = invoker
         self._region = region
         self.interval = interval
@@ -159,8 +162,10 @@ class EventSource:
                     config = s3.get_bucket_notification_configuration(Bucket=bucket)
                 except s3.exceptions.NoSuchBucket:
                     continue  # deleted since the listing
-                entries = tuple(Watch.from_entry(bucket, e)
-                                for e in config.get("LambdaFunctionConfigurations") or [])
+                entries = tuple(
+                    watch for watch in (Watch.from_entry(bucket, e) for e in
+                                        config.get("LambdaFunctionConfigurations") or [])
+                    if self._functions is None or watch.function in self._functions)
                 if entries:
                     watches[bucket] = entries
             for bucket in watches:

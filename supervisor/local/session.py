@@ -10,8 +10,10 @@ nothing is left to do and reports one row per processed object.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from .event_source import EventSource
 from .lambda_executor import LambdaExecutor
 from .store import LocalStore
 
-__all__ = ["LocalReport", "run_local", "entry_functions"]
+__all__ = ["LocalCloud", "LocalReport", "run_local", "entry_functions"]
 
 Progress = Callable[[str], None]
 
@@ -55,6 +57,107 @@ def entry_functions(configs: Sequence[FunctionConfig]) -> list[FunctionConfig]:
     return [c for c in configs if c.name not in fed]
 
 
+class LocalCloud:
+    """The embedded endpoint with ``configs`` deployed and both executors running.
+
+    A context manager: entering starts the endpoint, creates the local
+    account's prerequisites, deploys every function with the real
+    provisioning code and starts watching the input paths; leaving stops
+    the executors (a job or invocation still running is killed) and the
+    endpoint.
+    """
+
+    def __init__(self, configs: Sequence[FunctionConfig], *, state_dir: Path,
+                 progress: Progress, timeout: Optional[float] = None,
+                 layer_zip: Path = DEFAULT_LAYER_ZIP,
+                 batch_pyz: Path = DEFAULT_BATCH_PYZ) -> None:
+        check_loops(configs)
+        for artefact in (layer_zip, batch_pyz):
+            if not artefact.is_file():
+                raise SupervisorError(f"{artefact} not found: build it with ./build.sh layer")
+        self.configs = list(configs)
+        self.state_dir = state_dir
+        self.progress = progress
+        self.timeout = timeout
+        self.layer_zip = layer_zip
+        self.batch_pyz = batch_pyz
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "LocalCloud":
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for previous in ("outputs", "lambda", "batch"):  # a new session starts clean
+            shutil.rmtree(self.state_dir / previous, ignore_errors=True)
+        endpoint = self._stack.enter_context(start_endpoint())
+        self.endpoint = endpoint
+        self.progress(f"embedded AWS endpoint: {endpoint.url}")
+        tap = SubmitJobTap()
+        tap.install(endpoint.server)
+        self.clients = _clients(endpoint.url)
+        account = prepare_account(self.clients, self.configs)
+        self.local = {c.name: localize(c, account) for c in self.configs}
+        for config in self.local.values():
+            result = deploy(config, self.clients, layer_zip=self.layer_zip,
+                            batch_pyz=self.batch_pyz)
+            made = sum(1 for o in result.outcomes if o.action == "created")
+            self.progress(f"deployed {config.name} ({config.execution_mode}): "
+                          f"{made} resources")
+        self.store = LocalStore(self.state_dir, endpoint=endpoint.url)
+        local, layer_zip = self.local, self.layer_zip
+        self.lambdas = self._stack.enter_context(LambdaExecutor(
+            self.clients, endpoint_env=endpoint.env, store=self.store,
+            work_root=self.state_dir / "lambda",
+            code=lambda name: deployment_zip(local[_function_name(name)]),
+            layers=lambda arn: _layer_file(arn, layer_zip), timeout_override=self.timeout))
+        host = LocalHost(
+            base_env=base_env(os.environ, endpoint.env),
+            host_paths={HOST_DIR: self.batch_pyz.resolve().parent},
+            executables={"python3": sys.executable},
+            image_files={c.container.image: Path(c.container.image_file)
+                         for c in local.values() if c.container.image_file})
+        self.batch = self._stack.enter_context(LocalBatchExecutor(
+            self.clients.client("batch"), self.store, self.state_dir / "batch", host=host,
+            tap=tap, queues={c.job_queue_name for c in local.values() if c.delegates}))
+        self.source = EventSource(self.clients, self.lambdas, functions=set(local))
+        self.source.refresh()
+
+    def upload(self, path: Path, function: Optional[str] = None) -> str:
+        """Put ``path`` under the first input path of ``function`` (default: the
+        workflow's entry); returns the S3 URI."""
+        config = self.local[function] if function else \
+            self.local[entry_functions(self.configs)[0].name]
+        target = config.input[0]
+        key = f"{target.key_prefix}/{path.name}".lstrip("/")
+        self.clients.s3().upload_file(str(path), target.bucket, key)
+        uri = f"s3://{target.bucket}/{key}"
+        self.progress(f"uploaded {path} -> {uri}")
+        return uri
+
+    def run_until_quiet(self, max_wait: float = 600.0) -> None:
+        """Deliver events and run jobs until nothing is left to do."""
+        _run_until_quiet(self.source, self.lambdas, self.batch, self.store, self.progress,
+                         max_wait)
+
+    def report(self) -> LocalReport:
+        """One row per processed object; outputs copied to ``state_dir/outputs``."""
+        rows = _rows(self.store.snapshot(), self.local)
+        copied = _copy_outputs(self.clients, rows, self.state_dir / "outputs")
+        if copied:
+            self.progress(f"outputs copied to {self.state_dir / 'outputs'} ({copied} files)")
+        ok = bool(rows) and all(r["status"] == "completed" for r in rows)
+        return LocalReport(endpoint=self.endpoint.url, rows=rows, ok=ok)
+
+
 def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], state_dir: Path,
               progress: Progress, layer_zip: Path = DEFAULT_LAYER_ZIP,
               batch_pyz: Path = DEFAULT_BATCH_PYZ, max_wait: float = 600.0) -> LocalReport:
@@ -65,56 +168,15 @@ def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], stat
     before anything runs (a bad definition, a loop, missing artefacts).
     """
     configs = from_fdl(fdl)
-    check_loops(configs)
-    for artefact in (layer_zip, batch_pyz):
-        if not artefact.is_file():
-            raise SupervisorError(f"{artefact} not found: build it with ./build.sh layer")
     for put in puts:
         if not put.is_file():
             raise ConfigError([f"--put {put}: not a file"])
-    entry = entry_functions(configs)[0]
-    state_dir.mkdir(parents=True, exist_ok=True)
-
-    with start_endpoint() as endpoint:
-        progress(f"embedded AWS endpoint: {endpoint.url}")
-        tap = SubmitJobTap()
-        tap.install(endpoint.server)
-        clients = _clients(endpoint.url)
-        account = prepare_account(clients, configs)
-        local = {c.name: localize(c, account) for c in configs}
-        for config in local.values():
-            result = deploy(config, clients, layer_zip=layer_zip, batch_pyz=batch_pyz)
-            made = sum(1 for o in result.outcomes if o.action == "created")
-            progress(f"deployed {config.name} ({config.execution_mode}): {made} resources")
-
-        store = LocalStore(state_dir, endpoint=endpoint.url)
-        lambdas = LambdaExecutor(
-            clients, endpoint_env=endpoint.env, store=store, work_root=state_dir / "lambda",
-            code=lambda name: deployment_zip(local[_function_name(name)]),
-            layers=lambda arn: _layer_file(arn, layer_zip), timeout_override=timeout)
-        host = LocalHost(
-            base_env=base_env(os.environ, endpoint.env),
-            host_paths={HOST_DIR: batch_pyz.resolve().parent},
-            executables={"python3": sys.executable},
-            image_files={c.container.image: Path(c.container.image_file)
-                         for c in local.values() if c.container.image_file})
-        batch = LocalBatchExecutor(clients.client("batch"), store, state_dir / "batch",
-                                   host=host, tap=tap)
-        source = EventSource(clients, lambdas)
-        source.refresh()
-        with lambdas, batch:
-            target = entry.input[0]
-            for put in puts:
-                key = f"{target.key_prefix}/{put.name}".lstrip("/")
-                clients.s3().upload_file(str(put), target.bucket, key)
-                progress(f"uploaded {put} -> s3://{target.bucket}/{key}")
-            _run_until_quiet(source, lambdas, batch, store, progress, max_wait)
-        rows = _rows(store.snapshot(), local)
-        copied = _copy_outputs(clients, rows, state_dir / "outputs")
-        if copied:
-            progress(f"outputs copied to {state_dir / 'outputs'} ({copied} files)")
-    ok = bool(rows) and all(r["status"] == "completed" for r in rows)
-    return LocalReport(endpoint=endpoint.url, rows=rows, ok=ok)
+    with LocalCloud(configs, state_dir=state_dir, progress=progress, timeout=timeout,
+                    layer_zip=layer_zip, batch_pyz=batch_pyz) as cloud:
+        for put in puts:
+            cloud.upload(put)
+        cloud.run_until_quiet(max_wait)
+        return cloud.report()
 
 
 def _clients(url: str) -> ClientFactory:

@@ -30,14 +30,14 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pytest
 
+from conftest import BUILDER, Built, run_builder
+
 from supervisor.handoff import Handoff, now_iso, write_handoff
 from supervisor.local.s3event import event_of, object_created_record
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILDER = ROOT / "layers" / "build.py"
-WHEELHOUSE = ROOT / "dist" / ".wheels"
 
 # What the managed runtime has besides the standard library: boto3 and its dependencies.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six",
@@ -92,36 +92,15 @@ LAYER_PYTHONS = python_versions([11, 12, 13]) or [sys.executable]
 OLDEST_PYTHON = (python_versions([9, 10, 11]) or [base_python()])[0]
 
 
-@dataclass(frozen=True)
-class Built:
-    out: Path
-    layer: Path
-    pyz: Path
-    stdout: str
-    stderr: str
 
 
-def run_builder(package: Path, out: Path, *args: str) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run([sys.executable, str(BUILDER), "--out", str(out), "--package",
-                           str(package), "--wheelhouse", str(WHEELHOUSE), *args],
-                          capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="session")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A snapshot of supervisor/: every build of the session ships the same sources."""
-    dest = tmp_path_factory.mktemp("src") / "supervisor"
-    shutil.copytree(ROOT / "supervisor", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
 
 
-@pytest.fixture(scope="session")
-def built(package: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    out = tmp_path_factory.mktemp("dist")
-    proc = run_builder(package, out)
-    assert proc.returncode == 0, proc.stderr
-    return Built(out=out, layer=out / "supervisor-layer.zip", pyz=out / "supervisor-batch.pyz",
-                 stdout=proc.stdout, stderr=proc.stderr)
+
+
+
 
 
 def sha256(path: Path) -> str:

@@ -1,0 +1,113 @@
+"""``supervisor local``: run function definitions on this machine, as AWS would.
+
+The work is :func:`supervisor.local.session.run_local` (an embedded AWS
+endpoint, the same provisioning code as ``deploy``, the local Lambda and
+Batch executors); this module parses the arguments, prints its progress
+lines on stderr as they come, and ends with one row per object (or JSON).
+The exit code is 0 only when every object was processed successfully.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+from .args import Subparsers, add_command
+from .context import Context
+from .errors import CliError
+from .localstate import DEFAULT_STATE_DIR
+from .output import Column, seconds, table
+
+__all__ = ["register", "run_local_command", "LocalReportLike", "LocalRunner", "report_text",
+           "REPORT_COLUMNS"]
+
+EXAMPLES = """
+  supervisor local -f examples/wordcount/function.yaml --put examples/wordcount/sample.txt
+  supervisor local -f examples/plants/function.yaml --put ./daisy.jpg --put ./rose.jpg
+  supervisor local -f function.yaml --put ./big.bin --timeout 5   # see lambda-batch hand off
+  supervisor status -n scar-plants --local     # afterwards: what the session recorded
+"""
+REPORT_COLUMNS: tuple[Column, ...] = (
+    ("object", "object"), ("function", "function"), ("mode", "mode"), ("ran_on", "ran on"),
+    ("status", "status"), ("duration_text", "duration"), ("job_id", "batch job"),
+    ("job_state", "job state"), ("outputs", "outputs"))
+
+
+class LocalReportLike(Protocol):
+    """What ``run_local`` returns: one row per object, the verdict, the endpoint's URL."""
+
+    @property
+    def rows(self) -> list[dict[str, Any]]: ...  # noqa: E704
+
+    @property
+    def ok(self) -> bool: ...  # noqa: E704
+
+    @property
+    def endpoint(self) -> str: ...  # noqa: E704
+
+
+class LocalRunner(Protocol):
+    """The signature of :func:`supervisor.local.session.run_local`."""
+
+    def __call__(self, fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
+                 state_dir: Path, progress: Callable[[str], None]) -> LocalReportLike: ...
+
+
+def _session_runner(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
+                    state_dir: Path, progress: Callable[[str], None]) -> LocalReportLike:
+    """The real local session (imported only when the command runs)."""
+    from ..local.session import run_local
+
+    return run_local(fdl, puts, timeout=timeout, state_dir=state_dir, progress=progress)
+
+
+def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Add ``local``."""
+    parser = add_command(
+        subparsers, "local", common=common, func=run_local_command, examples=EXAMPLES,
+        summary="run function definitions locally: embedded AWS endpoint, Lambda and Batch",
+        description="Start an embedded AWS endpoint (a moto server on a free loopback port), "
+                    "deploy the function definition(s) into it with the same provisioning "
+                    "code as deploy, upload the files to the first input path, and let the "
+                    "uploads trigger the functions as on AWS (Lambda, and Batch for "
+                    "lambda-batch/batch). Prints progress, then one row per object; exits 0 "
+                    "only when every object was processed successfully. status and logs "
+                    "--local read the session's state afterwards.")
+    parser.add_argument("-f", "--file", type=Path, required=True, metavar="FDL",
+                        help="the function definition file (YAML)")
+    parser.add_argument("--put", type=Path, action="append", required=True, metavar="PATH",
+                        help="a file to upload (repeat for more)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="the Lambda timeout to use instead of the definition's")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
+                        help=f"where the session's state and logs go (default "
+                             f"{DEFAULT_STATE_DIR})")
+
+
+def report_text(rows: Sequence[dict[str, Any]]) -> str:
+    """The final table, one row per object, then the error of each failed one."""
+    if not rows:
+        return "no object was processed"
+    shown = [dict(r, duration_text=seconds(r.get("duration"))) for r in rows]
+    errors = [f"{r.get('object')}: {' '.join(str(r['error']).split())}"
+              for r in rows if r.get("error")]
+    return "\n".join([table(shown, REPORT_COLUMNS), *errors])
+
+
+def run_local_command(args: argparse.Namespace, ctx: Context, *,
+                      runner: LocalRunner = _session_runner) -> int:
+    """Run the session; 0 only when every object was processed successfully."""
+    missing = [str(p) for p in args.put if not p.is_file()]
+    if missing:
+        raise CliError(f"no such file: {', '.join(missing)}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise CliError("--timeout must be a positive number of seconds")
+    report = runner(args.file, list(args.put), timeout=args.timeout,
+                    state_dir=args.state_dir, progress=ctx.note)
+    rows = list(report.rows)
+    ctx.emit({"endpoint": report.endpoint, "ok": report.ok, "rows": rows},
+             lambda: report_text(rows))
+    if not report.ok:
+        raise CliError(f"not every object was processed successfully ({len(rows)} "
+                       f"object{'s' if len(rows) != 1 else ''}: see the table)")
+    return 0

@@ -1,0 +1,395 @@
+"""The ``supervisor`` command against the moto server over HTTP, run in-process.
+
+``main([...])`` gets ``--endpoint-url`` and a session factory whose clients
+record every operation and its parameters, so a test can count calls (a
+dry run makes none) and see the exact request ``invoke`` sent.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from supervisor.cli import main
+from conftest import make_batch_queue
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+READ_ONLY = ("Describe", "Get", "List", "Head")
+
+
+def _client(service: str, endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+class Recorder:
+    """A session factory for ``main`` whose clients record each call and its parameters."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, profile: Optional[str], region: Optional[str]) -> Any:
+        import boto3.session
+
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        session.events.register("before-parameter-build.*.*", self._record)
+        return session
+
+    def _record(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append((event_name.rsplit(".", 1)[-1], dict(params)))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def mutating(self) -> list[str]:
+        return [n for n in self.names() if not n.startswith(READ_ONLY)]
+
+
+class Cli:
+    """Runs ``supervisor`` in this process against the moto server; returns code, out, err."""
+
+    def __init__(self, endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+        self.endpoint = endpoint
+        self.capsys = capsys
+        self.recorder = Recorder()
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main([*args, "--endpoint-url", self.endpoint, "--region", "us-east-1"],
+                    session_factory=self.recorder)
+        captured = self.capsys.readouterr()
+        return code, captured.out, captured.err
+
+
+@pytest.fixture
+def cli(aws_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(aws_env["AWS_ENDPOINT_URL"], capsys)
+
+
+@pytest.fixture(scope="module")
+def roles(moto_endpoint: str) -> dict[str, str]:
+    """The Lambda execution role and the default Batch roles the plants example names."""
+    iam = _client("iam", moto_endpoint)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"Service": ["lambda.amazonaws.com", "batch.amazonaws.com",
+                                  "ec2.amazonaws.com"]}}]})
+    role = iam.create_role(RoleName=f"cli-lambda-{uuid.uuid4().hex[:8]}",
+                           AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    for name, path in (("AWSBatchServiceRole", "/service-role/"), ("ecsInstanceRole", "/")):
+        try:
+            iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=trust)
+        except iam.exceptions.EntityAlreadyExistsException:
+            pass
+    try:
+        iam.create_instance_profile(InstanceProfileName="ecsInstanceRole")
+        iam.add_role_to_instance_profile(InstanceProfileName="ecsInstanceRole",
+                                         RoleName="ecsInstanceRole")
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
+    return {"lambda": role}
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> list[str]:
+    """``--layer-zip`` and ``--pyz`` options naming tiny fake artifacts."""
+    layer = tmp_path / "supervisor-layer.zip"
+    with zipfile.ZipFile(layer, "w") as archive:
+        archive.writestr("python/supervisor/__init__.py", "# fake layer\n")
+    pyz = tmp_path / "supervisor-batch.pyz"
+    pyz.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    return ["--layer-zip", str(layer), "--pyz", str(pyz)]
+
+
+@pytest.fixture
+def plants(tmp_path: Path, batch_network: dict[str, str], roles: dict[str, str]) -> tuple[Path, str]:
+    """A copy of the plants example with this test's names, subnet, group and role."""
+    suffix = uuid.uuid4().hex[:8]
+    name = f"scar-plants-{suffix}"
+    text = (EXAMPLES / "plants" / "function.yaml").read_text()
+    text = (text.replace("scar-plants", name)
+            .replace("arn:aws:iam::123456789012:role/supervisor-lambda", roles["lambda"])
+            .replace("subnet-0123456789abcdef0", batch_network["subnet"])
+            .replace("sg-0123456789abcdef0", batch_network["security_group"])
+            .replace("      compute_resources:\n",
+                     f"      compute_resources:\n        launch_template_name: lt-{suffix}\n",
+                     1))
+    fdl = tmp_path / "function.yaml"
+    fdl.write_text(text)
+    shutil.copy(EXAMPLES / "plants" / "bootstrap-plants.sh", tmp_path)
+    return fdl, name
+
+
+def _nothing_left(endpoint: str, name: str, template: str) -> None:
+    s3 = _client("s3", endpoint)
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    lam = _client("lambda", endpoint)
+    assert name not in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    batch = _client("batch", endpoint)
+    assert [e for e in batch.describe_compute_environments(
+        computeEnvironments=[name])["computeEnvironments"] if e.get("status") != "DELETED"] == []
+    assert [q for q in batch.describe_job_queues(jobQueues=[name])["jobQueues"]
+            if q.get("status") != "DELETED"] == []
+    assert batch.describe_job_definitions(jobDefinitionName=name,
+                                          status="ACTIVE")["jobDefinitions"] == []
+    ec2 = _client("ec2", endpoint)
+    assert template not in [t["LaunchTemplateName"]
+                            for t in ec2.describe_launch_templates()["LaunchTemplates"]]
+    logs = _client("logs", endpoint)
+    assert logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"] == []
+
+
+# --- deploy / rm ------------------------------------------------------------------------
+
+
+def test_deploy_then_rm_leaves_nothing_behind(cli: Cli, plants: tuple[Path, str],
+                                              artifacts: list[str]) -> None:
+    fdl, name = plants
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
+    assert code == 0, err
+    assert "RESOURCE" in out and "lambda-function" in out and "batch-job-queue" in out
+    assert f"deploying {name} (batch)" in err
+    lam = _client("lambda", cli.endpoint)
+    assert lam.get_function(FunctionName=name)["Configuration"]["FunctionName"] == name
+
+    code, out, err = cli("rm", "-f", str(fdl), "--json")
+    assert code == 0, err
+    [removed] = json.loads(out)
+    actions = {o["resource"]: o["action"] for o in removed["outcomes"]}
+    assert "kept" not in actions.values()
+    assert actions["lambda-function"] == actions["s3-bucket"] == "deleted"
+    _nothing_left(cli.endpoint, name, f"lt-{name.rsplit('-', 1)[1]}")
+
+    code, out, _ = cli("rm", "-f", str(fdl), "--json")  # twice is harmless
+    assert code == 0
+    assert {o["action"] for o in json.loads(out)[0]["outcomes"]} == {"unchanged"}
+
+
+def test_deploy_dry_run_makes_no_call_at_all(cli: Cli, plants: tuple[Path, str],
+                                             artifacts: list[str]) -> None:
+    fdl, name = plants
+    code, out, err = cli("deploy", "-f", str(fdl), "--dry-run", *artifacts)
+    assert code == 0, err
+    assert cli.recorder.calls == []
+    assert f"{name}: dry run in us-east-1, nothing was called" in out
+    assert "batch-compute-environment" in out
+
+    code, out, _ = cli("--json", "deploy", "-f", str(fdl), "--dry-run", *artifacts)
+    assert code == 0 and cli.recorder.calls == []
+    [plan] = json.loads(out)
+    assert plan["dry_run"] and plan["account_id"] == "<account-id>" and plan["outcomes"] == []
+    assert [r["resource"] for r in plan["plan"]][:3] == ["s3-bucket", "lambda-layer",
+                                                         "lambda-function"]
+    _nothing_left(cli.endpoint, name, f"lt-{name.rsplit('-', 1)[1]}")
+
+
+def test_deploy_of_a_missing_role_fails_in_one_line_and_creates_nothing(
+        cli: Cli, plants: tuple[Path, str], artifacts: list[str]) -> None:
+    fdl, name = plants
+    text = fdl.read_text()
+    fdl.write_text(text.replace(text.split("role: ")[1].split("\n")[0],
+                                "arn:aws:iam::123456789012:role/no-such-role"))
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
+    assert code == 1 and out == ""
+    [line] = [x for x in err.splitlines() if x.startswith("supervisor:")]
+    assert "no-such-role does not exist" in line
+    assert cli.recorder.mutating() == []
+
+
+# --- put / ls ---------------------------------------------------------------------------
+
+
+def test_put_of_a_folder_uploads_every_file_and_ls_lists_them(cli: Cli, bucket: str, s3: Any,
+                                                              tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "a.jpg").write_bytes(b"a" * 10)
+    (photos / "sub" / "b c.jpg").write_bytes(b"b" * 2000)
+    single = tmp_path / "daisy.jpg"
+    single.write_bytes(b"daisy")
+    code, out, err = cli("put", "-b", f"{bucket}/input", str(photos), str(single))
+    assert code == 0, err
+    expected = ["input/a.jpg", "input/sub/b c.jpg", "input/daisy.jpg"]
+    assert out.splitlines() == [f"s3://{bucket}/{k}" for k in expected]
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(expected)
+    assert s3.get_object(Bucket=bucket, Key="input/sub/b c.jpg")["Body"].read() == b"b" * 2000
+    assert "[" not in err  # no progress bar when stderr is not a terminal
+
+    s3.put_object(Bucket=bucket, Key="inputs-elsewhere.txt", Body=b"x")
+    code, out, _ = cli("ls", "-b", f"{bucket}/input")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["KEY", "SIZE"]
+    assert [line.split("  ")[0] for line in lines[1:4]] == sorted(expected)
+    assert "2.0 KB" in out and lines[-1] == "3 objects, 2.0 KB"
+    code, out, _ = cli("ls", "-b", f"s3://{bucket}/input/", "--json")
+    assert {o["key"]: o["size"] for o in json.loads(out)} == {
+        "input/a.jpg": 10, "input/sub/b c.jpg": 2000, "input/daisy.jpg": 5}
+
+
+def test_an_aws_error_is_one_line_and_exit_1(cli: Cli, tmp_path: Path) -> None:
+    code, out, err = cli("ls", "-b", f"no-such-bucket-{uuid.uuid4().hex[:8]}")
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and err.startswith("supervisor: ") and "NoSuchBucket" in err
+
+
+# --- invoke ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def function(aws_env: dict[str, str], roles: dict[str, str]) -> str:
+    """A Lambda function in moto (moto cannot run its code here: no Docker)."""
+    import io
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    name = f"cli-fn-{uuid.uuid4().hex[:8]}"
+    _client("lambda", aws_env["AWS_ENDPOINT_URL"]).create_function(
+        FunctionName=name, Runtime="python3.12", Role=roles["lambda"],
+        Handler="handler.handler", Code={"ZipFile": code.getvalue()})
+    return name
+
+
+def test_invoke_sends_the_s3_event_of_the_object(cli: Cli, function: str, bucket: str,
+                                                 s3: Any) -> None:
+    key = "input/my photo.jpg"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"12345")
+    etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    code, out, err = cli("invoke", "-n", function, "-b", bucket, "-k", key)
+    [(_, params)] = [c for c in cli.recorder.calls if c[0] == "Invoke"]
+    assert (params["FunctionName"], params["InvocationType"], params["LogType"]) == (
+        function, "RequestResponse", "Tail")
+    [record] = json.loads(params["Payload"])["Records"]
+    assert record["eventSource"] == "aws:s3" and record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["name"] == bucket
+    assert record["s3"]["object"]["key"] == "input/my+photo.jpg"
+    assert (record["s3"]["object"]["size"], record["s3"]["object"]["eTag"]) == (5, etag)
+    # moto cannot run the function's code without Docker: whatever it answers is shown,
+    # and a function error is one line and exit 1
+    if code:
+        assert err.splitlines()[-1].startswith("supervisor: the function failed")
+    assert out
+
+    code, out, err = cli("invoke", "-n", function, "-b", bucket, "-k", key, "--async",
+                         "--json")
+    assert code == 0, err
+    [_, (_, params)] = [c for c in cli.recorder.calls if c[0] == "Invoke"]
+    assert params["InvocationType"] == "Event"
+    answer = json.loads(out)
+    assert (answer["status_code"], answer["object"]) == (202, f"s3://{bucket}/{key}")
+
+
+def test_invoke_of_a_missing_object_says_so(cli: Cli, function: str, bucket: str) -> None:
+    code, out, err = cli("invoke", "-n", function, "-b", bucket, "-k", "input/nothing.jpg")
+    assert (code, out) == (1, "")
+    assert err == f"supervisor: s3://{bucket}/input/nothing.jpg: no such object\n"
+    assert "Invoke" not in cli.recorder.names()
+
+
+# --- status / logs ------------------------------------------------------------------------
+
+
+def _put_events(logs: Any, group: str, stream: str, messages: list[str]) -> None:
+    try:
+        logs.create_log_group(logGroupName=group)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+        {"timestamp": now + i, "message": m} for i, m in enumerate(messages)])
+
+
+@pytest.fixture
+def queue(aws_env: dict[str, str], batch_network: dict[str, str]) -> str:
+    """A Batch queue (and job definition) named like a function that has no Lambda."""
+    name = f"cli-jobs-{uuid.uuid4().hex[:8]}"
+    make_batch_queue(_client("batch", aws_env["AWS_ENDPOINT_URL"]), batch_network, name)
+    return name
+
+
+def test_status_shows_invocations_and_jobs_by_state(cli: Cli, queue: str) -> None:
+    batch = _client("batch", cli.endpoint)
+    ids = [batch.submit_job(jobName=f"job-{i}", jobQueue=queue, jobDefinition=queue)["jobId"]
+           for i in range(2)]
+    _put_events(_client("logs", cli.endpoint), f"/aws/lambda/{queue}", "2024/05/01/[$LATEST]a", [
+        "START RequestId: req-1 Version: $LATEST", "working",
+        "END RequestId: req-1",
+        "REPORT RequestId: req-1\tDuration: 1234.5 ms\tBilled Duration: 1235 ms\t"
+        "Memory Size: 1024 MB\tMax Memory Used: 88 MB"])
+
+    code, out, err = cli("status", "-n", queue, "--json")
+    assert code == 0, err
+    view = json.loads(out)
+    assert view["function"] is None and view["queue"] == queue
+    counts = view["jobs"]["counts"]
+    assert list(counts) == ["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING",
+                            "SUCCEEDED", "FAILED"]
+    assert sum(counts.values()) == 2  # moto finishes jobs at once without Docker
+    assert sorted(j["job_id"] for j in view["jobs"]["latest"]) == sorted(ids)
+    [invocation] = view["invocations"]
+    assert (invocation["request_id"], invocation["duration_ms"], invocation["status"]) == (
+        "req-1", 1234.5, "done")
+
+    code, out, _ = cli("status", "-n", queue)
+    assert code == 0
+    assert f"function {queue}: not found" in out
+    assert "req-1" in out and "1.23 s" in out and "88 MB" in out
+    assert f"Batch jobs on queue {queue}:" in out
+    header, values = out.split(f"Batch jobs on queue {queue}:\n")[1].splitlines()[:2]
+    assert header.split() == list(counts)
+    assert [int(v) for v in values.split()] == list(counts.values())
+
+
+def test_status_of_nothing_is_an_error(cli: Cli) -> None:
+    code, out, err = cli("status", "-n", f"nothing-{uuid.uuid4().hex[:8]}")
+    assert (code, out) == (1, "")
+    assert err.startswith("supervisor: no function, log group or job queue named")
+
+
+def test_logs_prints_a_job_stream_and_one_request(cli: Cli, queue: str) -> None:
+    batch = _client("batch", cli.endpoint)
+    job_id = batch.submit_job(jobName="job", jobQueue=queue, jobDefinition=queue)["jobId"]
+    stream = batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]["logStreamName"]
+    logs = _client("logs", cli.endpoint)
+
+    code, out, err = cli("logs", "-n", queue, "--job-id", job_id)
+    assert (code, out) == (1, "")
+    assert err == (f"supervisor: job {job_id} is SUCCEEDED; its log stream {stream} is not "
+                   "in /aws/batch/job (yet)\n")
+
+    _put_events(logs, "/aws/batch/job", stream, ["stage-in done", "script exit 0"])
+    code, out, err = cli("logs", "-n", queue, "--job-id", job_id)
+    assert code == 0, err
+    assert [line.split("  ", 1)[1] for line in out.splitlines()] == ["stage-in done",
+                                                                     "script exit 0"]
+
+    group = f"/aws/lambda/{queue}"
+    _put_events(logs, group, "s1", [
+        "START RequestId: r-1 Version: $LATEST", "one", "END RequestId: r-1",
+        "REPORT RequestId: r-1\tDuration: 1 ms",
+        "START RequestId: r-2 Version: $LATEST", "two", "END RequestId: r-2",
+        "REPORT RequestId: r-2\tDuration: 2 ms"])
+    code, out, _ = cli("logs", "-n", queue, "--request-id", "r-2", "--json")
+    assert code == 0
+    assert [e["message"] for e in json.loads(out)] == [
+        "START RequestId: r-2 Version: $LATEST", "two", "END RequestId: r-2",
+        "REPORT RequestId: r-2\tDuration: 2 ms"]
+    code, out, _ = cli("logs", "-n", queue, "--limit", "3")
+    assert [line.split("  ", 1)[1] for line in out.splitlines()] == [
+        "two", "END RequestId: r-2", "REPORT RequestId: r-2 Duration: 2 ms".replace(
+            " Duration", "\tDuration")]
+    code, _, err = cli("logs", "-n", queue, "--job-id", "no-such-job")
+    assert (code, err) == (1, "supervisor: no Batch job no-such-job\n")

@@ -1,0 +1,179 @@
+"""Local mode end to end: the demo's workflow, retries on Batch, idempotency, loops."""
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Built
+
+from supervisor.cli import main
+from supervisor.config import from_fdl
+from supervisor.errors import ConfigError
+from supervisor.local.image import build_busybox_image
+from supervisor.local.s3event import event_of, object_created_record
+from supervisor.local.session import LocalCloud, run_local
+
+pytestmark = [pytest.mark.integration, pytest.mark.container,
+              pytest.mark.skipif(not (Path("/usr/bin/proot").is_file()
+                                      and Path("/bin/busybox").is_file()),
+                                 reason="needs proot and busybox-static (build.sh installs them)")]
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    """A copy of examples/demo with its busybox image archive built."""
+    copy = tmp_path / "demo"
+    shutil.copytree(DEMO, copy, ignore=shutil.ignore_patterns("busybox.tar"))
+    build_busybox_image(copy / "busybox.tar")
+    return copy
+
+
+def say(lines: list[str]) -> Any:
+    return lines.append
+
+
+def test_demo_workflow_runs_lambda_then_lambda_batch_then_batch_in_containers(
+        demo: Path, built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    progress: list[str] = []
+    state = tmp_path / "state"
+    report = run_local(demo / "workflow.yaml", [demo / "sample.txt"], timeout=None,
+                       state_dir=state, progress=say(progress), layer_zip=built.layer,
+                       batch_pyz=built.pyz, max_wait=240)
+
+    assert report.ok, report.rows
+    assert [(r["function"], r["mode"], r["ran_on"], r["status"], r["job_state"])
+            for r in report.rows] == [
+        ("demo-prepare", "lambda", "lambda", "completed", None),
+        ("demo-count", "lambda-batch", "batch", "completed", "SUCCEEDED"),
+        ("demo-report", "batch", "batch", "completed", "SUCCEEDED")]
+    assert report.rows[0]["outputs"] == ["s3://demo/prepared/sample.txt"]
+    assert report.rows[1]["outputs"] == ["s3://demo/counted/sample.words"]
+    assert report.rows[2]["outputs"] == ["s3://demo/reports/sample.report.txt"]
+    assert any("exceeded the time budget" in line for line in progress)
+
+    outputs = state / "outputs" / "demo"
+    text = (demo / "sample.txt").read_text()
+    assert (outputs / "prepared" / "sample.txt").read_text() == text.upper()
+    assert (outputs / "counted" / "sample.words").read_text().strip() == str(len(text.split()))
+    report_text = (outputs / "reports" / "sample.report.txt").read_text()
+    assert "ran on:  batch, in BusyBox" in report_text  # the script ran in the image
+
+    from supervisor.local.store import LocalStore
+    doc = LocalStore.read(state)
+    job = doc["jobs"][report.rows[1]["job_id"]]
+    assert [h["status"] for h in job["history"]][-3:] == ["RUNNABLE", "RUNNING", "SUCCEEDED"]
+    assert job["exit_code"] == 0
+
+    # put, then `supervisor status --local` shows the invocation and its Batch job
+    capsys.readouterr()
+    assert main(["--json", "status", "-n", "demo-count", "--local", str(state)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    (invocation,) = shown["invocations"]
+    assert (invocation["object"], invocation["status"]) == ("s3://demo/prepared/sample.txt",
+                                                            "succeeded")
+    assert shown["jobs"]["counts"]["SUCCEEDED"] == 1
+    assert [j["job_id"] for j in shown["jobs"]["latest"]] == [report.rows[1]["job_id"]]
+
+
+def write_fdl(folder: Path, body: str, scripts: dict[str, str]) -> Path:
+    for name, text in scripts.items():
+        (folder / name).write_text(text)
+    fdl = folder / "functions.yaml"
+    fdl.write_text(textwrap.dedent(body))
+    return fdl
+
+
+BATCH_FN = """\
+    functions:
+      aws:
+      - lambda:
+          name: {name}
+          execution_mode: batch
+          init_script: job.sh
+          container: {{image: busybox, image_file: busybox.tar}}
+          input: [{{storage_provider: s3, path: work/in}}]
+          output: [{{storage_provider: s3, path: work/out}}]
+        iam: {{role: arn:aws:iam::123456789012:role/supervisor-test}}
+        batch:
+          retry_attempts: 3
+          compute_resources: {{subnets: [subnet-1], security_group_ids: [sg-1]}}
+        {extra}
+    """
+
+
+def test_failing_batch_job_is_retried_attempts_times_and_ends_failed(
+        tmp_path: Path, built: Built) -> None:
+    build_busybox_image(tmp_path / "busybox.tar")
+    fdl = write_fdl(tmp_path, BATCH_FN.format(name="flaky", extra=""),
+                    {"job.sh": "echo failing on $EXECUTION_SERVICE\nexit 3\n"})
+    (tmp_path / "data.txt").write_text("x")
+    report = run_local(fdl, [tmp_path / "data.txt"], timeout=None, state_dir=tmp_path / "s",
+                       progress=lambda _: None, layer_zip=built.layer, batch_pyz=built.pyz,
+                       max_wait=240)
+
+    assert not report.ok
+    (row,) = report.rows
+    assert (row["status"], row["ran_on"], row["job_state"]) == ("failed", "batch", "FAILED")
+    from supervisor.local.store import LocalStore
+    job = LocalStore.read(tmp_path / "s")["jobs"][row["job_id"]]
+    assert [a["exit_code"] for a in job["attempts"]] == [3, 3, 3]
+    assert job["exit_code"] == 3 and job["status"] == "FAILED"
+
+
+def test_duplicate_event_with_idempotency_runs_the_job_once(tmp_path: Path,
+                                                            built: Built) -> None:
+    build_busybox_image(tmp_path / "busybox.tar")
+    fdl = write_fdl(tmp_path, BATCH_FN.format(name="once",
+                                              extra="idempotency: {table: supervisor-idem}"),
+                    {"job.sh": 'echo ran > "$TMP_OUTPUT_DIR/ran.txt"\n'})
+    configs = from_fdl(fdl)
+    with LocalCloud(configs, state_dir=tmp_path / "s", progress=lambda _: None,
+                    layer_zip=built.layer, batch_pyz=built.pyz) as cloud:
+        cloud.clients.client("dynamodb").create_table(
+            TableName="supervisor-idem", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+        s3 = cloud.clients.s3()
+        s3.put_object(Bucket="work", Key="elsewhere/data.txt", Body=b"x")  # not watched
+        head = s3.head_object(Bucket="work", Key="elsewhere/data.txt")
+        s3.copy_object(Bucket="work", Key="in/data.txt",
+                       CopySource={"Bucket": "work", "Key": "elsewhere/data.txt"})
+        cloud.run_until_quiet(120)  # the upload's own event, delivered once
+        event = event_of(object_created_record("work", "in/data.txt", size=1,
+                                               etag=head["ETag"], sequencer="00AA"))
+        first = cloud.lambdas.invoke("once", event, "RequestResponse")
+        again = cloud.lambdas.invoke("once", event, "RequestResponse")  # S3 delivered twice
+        cloud.run_until_quiet(120)
+        report = cloud.report()
+
+    job_ids = [r["job_id"] for inv in (first, again) for r in inv.records]
+    assert len(job_ids) == 2 and job_ids[0] == job_ids[1]
+    ours = [r for r in report.rows if r["job_id"] == job_ids[0]]
+    assert ours and all(r["job_state"] == "SUCCEEDED" for r in ours)
+    from supervisor.local.store import LocalStore
+    jobs = LocalStore.read(tmp_path / "s")["jobs"]
+    assert sum(1 for j in jobs.values() if j.get("name", "").startswith("once-")) == 2
+    # one job from the upload's own event, one from the duplicated event: not three
+
+
+def test_a_loop_in_a_workflow_is_refused_before_anything_is_deployed(tmp_path: Path,
+                                                                     built: Built) -> None:
+    fdl = write_fdl(tmp_path, """\
+        functions:
+          aws:
+          - lambda: {name: a, init_script: s.sh, container: {image: busybox},
+                     input: [{path: w/1}], output: [{path: w/2}]}
+          - lambda: {name: b, init_script: s.sh, container: {image: busybox},
+                     input: [{path: w/2}], output: [{path: w/1}]}
+        """, {"s.sh": "true\n"})
+    progress: list[str] = []
+    with pytest.raises(ConfigError, match="a -> b -> a"):
+        run_local(fdl, [], timeout=None, state_dir=tmp_path / "s", progress=say(progress),
+                  layer_zip=built.layer, batch_pyz=built.pyz)
+    assert progress == []  # no endpoint was started, nothing deployed
