@@ -106,10 +106,15 @@ cmd_bench() {
   "$PY" -m bench.run "$@"
 }
 
-case "${1:-}" in
-  test) shift; cmd_test "$@" ;;
-  demo) shift; cmd_demo "$@" ;;
-  layer) shift; cmd_layer "$@" ;;
-  bench) shift; cmd_bench "$@" ;;
-  *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
-esac
+main() {
+  case "${1:-}" in
+    test) shift; cmd_test "$@" ;;
+    demo) shift; cmd_demo "$@" ;;
+    layer) shift; cmd_layer "$@" ;;
+    bench) shift; cmd_bench "$@" ;;
+    *) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  esac
+}
+
+# The whole file is read before anything runs: editing it during a long run is safe.
+main "$@"; exit

@@ -33,21 +33,28 @@ class ClientFactory:
         self._session = session
         self._endpoint_url = endpoint_url
         self._providers: Mapping[str, S3Provider] = dict(providers or {})
-        self._clients: dict[tuple[str, str], Any] = {}
+        # Shared with every factory made by with_providers: a client is built once per
+        # process (building one costs tens of milliseconds), keyed by what it is made from.
+        self._clients: dict[tuple[str, str, Optional[S3Provider]], Any] = {}
         self._lock = threading.Lock()
+        self._root = self
 
     def with_providers(self, providers: Mapping[str, S3Provider]) -> "ClientFactory":
-        """A factory sharing this one's session and default clients, with other providers."""
-        other = ClientFactory(self._session, providers, self._endpoint_url)
-        other._clients = {k: v for k, v in self._clients.items() if k[1] == DEFAULT_PROVIDER}
+        """A factory with other named providers, sharing this one's session and clients."""
+        root = self._root
+        other = ClientFactory(None, providers, root._endpoint_url)
+        other._root = root
+        other._clients = root._clients
+        other._lock = root._lock
         return other
 
     def _get_session(self) -> Any:
-        if self._session is None:
+        root = self._root
+        if root._session is None:
             import boto3.session
 
-            self._session = boto3.session.Session()
-        return self._session
+            root._session = boto3.session.Session()
+        return root._session
 
     def client(self, service: str) -> Any:
         """The default-credentials client for ``service``."""
@@ -58,7 +65,10 @@ class ClientFactory:
         return self._cached("s3", storage_provider)
 
     def _cached(self, service: str, provider: str) -> Any:
-        key = (service, provider)
+        settings = None
+        if provider != DEFAULT_PROVIDER:
+            settings = self._providers.get(provider.partition(".")[2])
+        key = (service, provider, settings)
         client = self._clients.get(key)
         if client is None:
             with self._lock:

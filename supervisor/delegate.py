@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional, cast
 
 from .aws import ClientFactory
 from .config import FunctionConfig, to_mapping
-from .errors import DelegationError
+from .errors import DelegationError, HandoffInProgress
 from .events import InputObject
 from .handoff import (Handoff, build_submit_request, now_iso, staging_key, submit_job,
                       write_handoff)
@@ -18,10 +18,6 @@ __all__ = ["Delegated", "Delegator", "HandoffInProgress"]
 log = logging.getLogger("supervisor.delegate")
 
 DEFAULT_IDEMPOTENCY_SECONDS = 24 * 60 * 60
-
-
-class HandoffInProgress(DelegationError):
-    """A duplicate event arrived while another invocation is handing the same object off."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ them into a response or an exit code.
     ├── ScriptError        the user's script could not be found or started
     ├── ScriptTimeout      the script exceeded its time budget
     └── DelegationError    the job could not be handed to AWS Batch
+        └── HandoffInProgress  a duplicate event while another invocation hands it off
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ __all__ = [
     "ScriptError",
     "ScriptTimeout",
     "DelegationError",
+    "HandoffInProgress",
 ]
 
 
@@ -71,3 +73,7 @@ class ScriptTimeout(SupervisorError):
 
 class DelegationError(SupervisorError):
     """The job could not be handed off to AWS Batch."""
+
+
+class HandoffInProgress(DelegationError):
+    """A duplicate event arrived while another invocation is handing the same object off."""

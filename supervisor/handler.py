@@ -14,19 +14,21 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from . import config as config_mod
 from .aws import ClientFactory
 from .config import FunctionConfig
-from .delegate import Delegator, HandoffInProgress
-from .errors import ConfigError, EventError, ScriptTimeout, SupervisorError
+from .errors import ConfigError, EventError, HandoffInProgress, ScriptTimeout, SupervisorError
 from .events import InputObject, parse
 from .pipeline import Job, run_job
 from .plan import delegate_reason
 from .result import RecordResult, build_response, response_headers
 from .script import resolve_script
 from .watchdog import Deadline
+
+if TYPE_CHECKING:
+    from .delegate import Delegator
 
 __all__ = ["lambda_handler", "handle", "WORK_DIR_ENV"]
 
@@ -122,9 +124,9 @@ class _Invocation:
         self.work_base = Path(environ.get(WORK_DIR_ENV) or tempfile.gettempdir())
         image = config.container.image_file
         self.image_file = Path(image) if image else None
-        self.delegator = Delegator(config, script=script, request_id=request_id,
-                                   clients=clients, deadline=handoff_deadline,
-                                   lambda_context=context if remaining_ms is not None else None)
+        self._handoff_deadline = handoff_deadline
+        self._context = context if remaining_ms is not None else None
+        self._delegator: Optional[Delegator] = None
 
     def process(self, obj: InputObject) -> RecordResult:
         """One record, with its own error boundary: it always ends in a result."""
@@ -166,7 +168,14 @@ class _Invocation:
             logger.remove_keys(["bucket", "key"])
 
     def _delegate(self, obj: InputObject, reason: str, start: float) -> RecordResult:
-        done = self.delegator.delegate(obj, reason)
+        if self._delegator is None:  # imported on first use: lambda mode never pays for it
+            from .delegate import Delegator
+
+            self._delegator = Delegator(self.config, script=self.script,
+                                        request_id=self.request_id, clients=self.clients,
+                                        deadline=self._handoff_deadline,
+                                        lambda_context=self._context)
+        done = self._delegator.delegate(obj, reason)
         return RecordResult(bucket=obj.bucket, key=obj.key, status="delegated",
                             duration=self.clock() - start, job_id=done.job_id, reason=reason,
                             extra={"handoff": done.handoff_uri, "duplicate": done.duplicate})

@@ -63,7 +63,7 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
         t0 = clock()
         s3 = clients.s3(input_provider(config, obj.bucket))
         input_file = stage_in(s3, bucket=obj.bucket, key=obj.key, input_dir=work.input_dir,
-                              version_id=obj.version_id)
+                              version_id=obj.version_id, size=obj.size or None)
         log.info("stage-in done", extra={"phase": "stage-in", "seconds": round(clock() - t0, 3),
                                          "bytes": input_file.stat().st_size})
         if job.deadline.expired(clock):

@@ -15,6 +15,7 @@ import errno
 import mimetypes
 import os
 import secrets
+import shutil
 import stat
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
@@ -55,6 +56,10 @@ _PART_TAG = ".part-"
 _TOKEN_BYTES = 6  # 12 hex characters
 _MIN_PART = 5 * 1024 * 1024  # S3's smallest multipart part
 _SHOWN_FAILURES = 3
+_COPY_CHUNK = 1024 * 1024
+# Parts in flight per large transfer: each holds up to a part (8 MiB) in memory; four
+# keep a 1-2 core Lambda or job busy without the peak memory growing with the file.
+_TRANSFER_THREADS = 4
 
 # Errors a transfer may raise that we translate; anything else is a bug and propagates.
 _TRANSFER_ERRORS: tuple[type[BaseException], ...] = (
@@ -274,15 +279,18 @@ def _open_temp(directory: Path, name: str) -> tuple[Path, int]:
 
 def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
              version_id: Optional[str] = None,
-             transfer_config: Optional[Any] = None) -> Path:
+             transfer_config: Optional[Any] = None, size: Optional[int] = None,
+             small_object_threshold: int = 8 * 1024 * 1024) -> Path:
     """Download ``s3://bucket/key`` to ``input_dir / safe_name(key)``; return that path.
 
-    The object is written to a hidden temporary file in ``input_dir`` by an
-    s3transfer ``TransferManager`` (ranged, concurrent GETs above the
-    multipart threshold, pinned to the object's ETag; bounded memory) and
-    renamed into place only when complete and as long as HEAD said, so the
-    final name never holds a partial file. ``version_id`` downloads that
-    version. ``transfer_config`` is an s3transfer/boto3 ``TransferConfig``.
+    The object is written to a hidden temporary file in ``input_dir`` and
+    renamed into place only when complete and as long as S3 said, so the
+    final name never holds a partial file. An object the event says is
+    smaller than ``small_object_threshold`` (``size``) comes in one streamed
+    GET; any other by an s3transfer ``TransferManager`` (ranged, concurrent
+    GETs above the multipart threshold, pinned to the object's ETag; bounded
+    memory). ``version_id`` downloads that version. ``transfer_config`` is an
+    s3transfer/boto3 ``TransferConfig``.
 
     Raises ``StageInError`` (one line: the URI and why) on any failure, after
     removing the temporary file.
@@ -298,10 +306,16 @@ def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
     try:
         temp, fd = _open_temp(directory, final.name)
         with os.fdopen(fd, "wb") as sink:
-            with TransferManager(s3, transfer_config or TransferConfig()) as manager:
-                future = manager.download(bucket, key, sink, extra_args=extra_args)
-                future.result()
-                expected = future.meta.size
+            if size is not None and size < small_object_threshold:
+                answer = s3.get_object(Bucket=bucket, Key=key, **extra_args)
+                expected = answer.get("ContentLength")
+                with answer["Body"] as body:
+                    shutil.copyfileobj(body, sink, _COPY_CHUNK)
+            else:
+                with TransferManager(s3, transfer_config or _download_config()) as manager:
+                    future = manager.download(bucket, key, sink, extra_args=extra_args)
+                    future.result()
+                    expected = future.meta.size
             sink.flush()
             written = os.fstat(sink.fileno()).st_size
         if expected is not None and written != expected:
@@ -364,9 +378,14 @@ def _plan(output_dir: Path, outputs: Sequence[StoragePath]) -> list[_Upload]:
     return list(plan.values())
 
 
+def _download_config() -> TransferConfig:
+    return TransferConfig(max_concurrency=_TRANSFER_THREADS)
+
+
 def _upload_config(threshold: int) -> TransferConfig:
     return TransferConfig(multipart_threshold=max(threshold, 1),
-                          multipart_chunksize=max(threshold, _MIN_PART))
+                          multipart_chunksize=max(threshold, _MIN_PART),
+                          max_concurrency=_TRANSFER_THREADS)
 
 
 class _Managers:
@@ -457,11 +476,16 @@ def stage_out(clients: ClientFactory, output_dir: Path, outputs: Sequence[Storag
     s3_clients = {provider: clients.s3(provider) for provider in sorted({j.provider for j in jobs})}
     managers = _Managers(_upload_config(small_file_threshold))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, max_workers),
-                                thread_name_prefix="stage-out") as pool:
-            futures = [(job, pool.submit(_attempt, job, s3_clients[job.provider], managers,
-                                         small_file_threshold)) for job in jobs]
-            results = [(job, future.result()) for job, future in futures]
+        if len(jobs) == 1:  # no pool for one file
+            (job,) = jobs
+            results = [(job, _attempt(job, s3_clients[job.provider], managers,
+                                      small_file_threshold))]
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, max_workers),
+                                    thread_name_prefix="stage-out") as pool:
+                futures = [(job, pool.submit(_attempt, job, s3_clients[job.provider], managers,
+                                             small_file_threshold)) for job in jobs]
+                results = [(job, future.result()) for job, future in futures]
     finally:
         managers.shutdown()
     uploaded = [done for _, (done, _) in results if done is not None]

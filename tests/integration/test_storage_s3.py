@@ -89,6 +89,23 @@ def test_stage_in_of_a_missing_bucket_fails(s3: Any, input_dir: Path) -> None:
     assert _leftovers(input_dir) == []
 
 
+def test_stage_in_of_a_small_object_is_one_get_without_head(s3: Any, bucket: str,
+                                                             input_dir: Path) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    first = s3.put_object(Bucket=bucket, Key="in/small.txt", Body=b"v1")["VersionId"]
+    s3.put_object(Bucket=bucket, Key="in/small.txt", Body=b"version two")
+    calls: list[str] = []
+    s3.meta.events.register("before-call.s3.*",
+                            lambda model, **_: calls.append(model.name))
+    path = stage_in(s3, bucket=bucket, key="in/small.txt", input_dir=input_dir,
+                    version_id=first, size=2)
+    assert path.read_bytes() == b"v1" and calls == ["GetObject"]
+    with pytest.raises(StageInError) as err:
+        stage_in(s3, bucket=bucket, key="in/gone.txt", input_dir=input_dir, size=5)
+    assert "does not exist" in str(err.value)
+    assert _leftovers(input_dir) == ["small.txt"]
+
+
 def test_stage_in_fetches_the_requested_version(s3: Any, bucket: str, input_dir: Path) -> None:
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     first = s3.put_object(Bucket=bucket, Key="doc.txt", Body=b"first")["VersionId"]
