@@ -379,13 +379,13 @@ def _plan(output_dir: Path, outputs: Sequence[StoragePath]) -> list[_Upload]:
 
 
 def _download_config() -> TransferConfig:
-    return TransferConfig(max_concurrency=_TRANSFER_THREADS)
+    return TransferConfig(max_request_concurrency=_TRANSFER_THREADS)
 
 
 def _upload_config(threshold: int) -> TransferConfig:
     return TransferConfig(multipart_threshold=max(threshold, 1),
                           multipart_chunksize=max(threshold, _MIN_PART),
-                          max_concurrency=_TRANSFER_THREADS)
+                          max_request_concurrency=_TRANSFER_THREADS)
 
 
 class _Managers:
