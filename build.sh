@@ -46,7 +46,7 @@ cmd_test() {
   ensure_system_packages
   ensure_venv
   log "ruff"
-  "$VENV/bin/ruff" check supervisor tests layers
+  "$VENV/bin/ruff" check supervisor tests layers bench
   log "mypy"
   "$VENV/bin/mypy"
   log "pytest"

@@ -65,19 +65,26 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO, Union
 
-from . import __version__
+from . import __version__, events
 from . import config as config_mod
-from . import events
 from .aws import ClientFactory
 from .config import FunctionConfig
-from .errors import (ConfigError, DelegationError, EventError, ScriptError, ScriptTimeout,
-                     StageInError, StageOutError, SupervisorError)
+from .errors import (
+    ConfigError,
+    DelegationError,
+    EventError,
+    ScriptError,
+    ScriptTimeout,
+    StageInError,
+    StageOutError,
+    SupervisorError,
+)
 from .events import InputObject
 from .handoff import HANDOFF_ENV, REQUEST_ID_ENV, parse_s3_uri, read_handoff
 from .jsonlog import JsonLogging, install
 from .pipeline import Job, run_job
-from .script import resolve_script
 from .result import RecordResult
+from .script import resolve_script
 from .watchdog import Deadline
 
 __all__ = [

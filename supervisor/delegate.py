@@ -9,8 +9,7 @@ from .aws import ClientFactory
 from .config import FunctionConfig, to_mapping
 from .errors import DelegationError, HandoffInProgress
 from .events import InputObject
-from .handoff import (Handoff, build_submit_request, now_iso, staging_key, submit_job,
-                      write_handoff)
+from .handoff import Handoff, build_submit_request, now_iso, staging_key, submit_job, write_handoff
 from .watchdog import Deadline
 
 __all__ = ["Delegated", "Delegator", "HandoffInProgress"]
@@ -95,11 +94,15 @@ class Delegator:
 def _idempotent_call(config: FunctionConfig, clients: ClientFactory,
                      context: Optional[Any]) -> Callable[..., dict[str, Any]]:
     """Wrap a call in powertools' idempotency over the configured DynamoDB table."""
-    from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLayer,
-                                                             IdempotencyConfig,
-                                                             idempotent_function)
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyAlreadyInProgressError, IdempotencyPersistenceLayerError)
+        IdempotencyAlreadyInProgressError,
+        IdempotencyPersistenceLayerError,
+    )
 
     assert config.idempotency_table
     store = DynamoDBPersistenceLayer(table_name=config.idempotency_table,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 from . import config as config_mod
 from .aws import ClientFactory
 from .config import FunctionConfig
-from .errors import ConfigError, EventError, HandoffInProgress, ScriptTimeout, SupervisorError
+from .errors import EventError, HandoffInProgress, ScriptTimeout, SupervisorError
 from .events import InputObject, parse
 from .pipeline import Job, run_job
 from .plan import delegate_reason
@@ -78,7 +78,7 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
         try:
             config = config_mod.load(environ)
             script = resolve_script(event, config)
-        except (ConfigError, EventError, SupervisorError) as exc:
+        except SupervisorError as exc:  # the configuration or the script: every record fails
             logger.error("cannot process the event", extra={"error": str(exc)})
             results = [_skipped(o) if not o.is_create else _failed(o, str(exc))
                        for o in objects]

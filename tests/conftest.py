@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
-import os
 import time
 import uuid
 from dataclasses import dataclass

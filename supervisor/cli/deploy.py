@@ -15,8 +15,7 @@ from typing import Any, Optional, Sequence
 
 from ..config import FunctionConfig, from_fdl
 from ..errors import ConfigError
-from ..provision import (DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, Deployment, Outcome, deploy,
-                         remove)
+from ..provision import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, Deployment, Outcome, deploy, remove
 from ..workflow import check_loops
 from .args import Subparsers, add_command
 from .context import Context

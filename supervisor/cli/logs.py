@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .args import Subparsers, add_command
-from .cloudwatch import (BATCH_LOG_GROUP, LogEvent, lambda_log_group, read_stream,
-                         recent_streams, request_block, search)
+from .cloudwatch import (
+    BATCH_LOG_GROUP,
+    LogEvent,
+    lambda_log_group,
+    read_stream,
+    recent_streams,
+    request_block,
+    search,
+)
 from .context import Context
 from .errors import CliError
 from .localstate import DEFAULT_STATE_DIR, function_invocations, read_state

@@ -20,8 +20,14 @@ from .args import Subparsers, add_command
 from .cloudwatch import invocations, lambda_log_group, read_stream, recent_streams
 from .context import Context
 from .errors import CliError, error_code
-from .localstate import (DEFAULT_STATE_DIR, function_invocations, function_jobs,
-                         functions_in, job_ids_of, read_state)
+from .localstate import (
+    DEFAULT_STATE_DIR,
+    function_invocations,
+    function_jobs,
+    functions_in,
+    job_ids_of,
+    read_state,
+)
 from .output import Column, cell, seconds, table, when
 
 __all__ = ["register", "run_status", "JOB_STATES", "aws_status", "local_status",

@@ -18,10 +18,10 @@ from .fields import (
     _kind,
     _merge,
     _overlaps,
-    _plain,
     _Section,
     _show,
     _unique,
+    plain,
 )
 from .model import (
     EXECUTION_MODES,
@@ -136,9 +136,9 @@ def _parse(data: Mapping[str, Any], *, base_dir: Optional[Path], path: str,
 
     if problems:
         raise ConfigError(_unique(problems))
-    raw = _plain(merged)
+    raw = plain(merged)
     if shared_providers:
-        raw["storage_providers"] = _merge(_plain(shared_providers),
+        raw["storage_providers"] = _merge(plain(shared_providers),
                                           raw.get("storage_providers") or {})
     if init_script is not None:
         raw["init_script"] = init_script

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .fields import _DUMPER, _plain
+from .fields import _DUMPER, plain
 from .model import FunctionConfig, StoragePath
 
 
@@ -124,7 +124,7 @@ def to_mapping(config: FunctionConfig) -> dict[str, Any]:
     it is now; ``parse(to_mapping(c), check_files=False) == c``. The result
     holds the storage providers' credentials: treat it as secret.
     """
-    return _overlay(_plain(config.raw), _render(config), _render(FunctionConfig(name="")))
+    return _overlay(plain(config.raw), _render(config), _render(FunctionConfig(name="")))
 
 
 def to_yaml(config: FunctionConfig) -> str:

@@ -49,8 +49,18 @@ from typing import IO, Any, Collection, Mapping, Optional
 
 from ..errors import ScriptError
 from ..watchdog import Clock, Deadline, kill_group
-from .batch_resolve import (EXIT_REASON, TIMEOUT_REASON, JobSpec, JobSpecError, Launch,
-                            LocalHost, launches, max_attempts, should_retry, timeout_seconds)
+from .batch_resolve import (
+    EXIT_REASON,
+    TIMEOUT_REASON,
+    JobSpec,
+    JobSpecError,
+    Launch,
+    LocalHost,
+    launches,
+    max_attempts,
+    should_retry,
+    timeout_seconds,
+)
 from .batch_source import BatchSource, EndpointError
 from .batch_tap import SubmitJobTap
 from .store import LocalStore

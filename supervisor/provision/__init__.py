@@ -22,14 +22,34 @@ from .deploy import Deployment, caller_account, deploy
 from .errors import ProvisionError
 from .names import DEFAULT_LAYER_NAME, Names, names_of
 from .package import deployment_zip
-from .plan import (DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, DEFAULT_RUNTIME, HANDLER,
-                   PLACEHOLDER_ACCOUNT_ID, build_plan, check_config)
+from .plan import (
+                   DEFAULT_BATCH_PYZ,
+                   DEFAULT_LAYER_ZIP,
+                   DEFAULT_RUNTIME,
+                   HANDLER,
+                   PLACEHOLDER_ACCOUNT_ID,
+                   build_plan,
+                   check_config,
+)
 from .preflight import preflight
 from .remove import remove
-from .requests import (Action, ArtifactRequest, BucketRequest, ComputeEnvironmentRequest,
-                       FunctionRequest, JobDefinitionRequest, JobQueueRequest,
-                       LaunchTemplateRequest, LayerRequest, LogGroupRequest,
-                       NotificationRequest, Outcome, PermissionRequest, Plan, Request)
+from .requests import (
+                   Action,
+                   ArtifactRequest,
+                   BucketRequest,
+                   ComputeEnvironmentRequest,
+                   FunctionRequest,
+                   JobDefinitionRequest,
+                   JobQueueRequest,
+                   LaunchTemplateRequest,
+                   LayerRequest,
+                   LogGroupRequest,
+                   NotificationRequest,
+                   Outcome,
+                   PermissionRequest,
+                   Plan,
+                   Request,
+)
 from .userdata import batch_user_data
 from .waiting import Waiting
 

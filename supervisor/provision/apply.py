@@ -12,10 +12,21 @@ from .batch import ensure_compute_environment, ensure_job_definition, ensure_job
 from .ec2 import ensure_launch_template
 from .lambda_fn import ensure_function, ensure_layer, ensure_permission
 from .logs import ensure_log_group
-from .requests import (ArtifactRequest, BucketRequest, ComputeEnvironmentRequest,
-                       FunctionRequest, JobDefinitionRequest, JobQueueRequest,
-                       LaunchTemplateRequest, LayerRequest, LogGroupRequest,
-                       NotificationRequest, Outcome, PermissionRequest, Plan)
+from .requests import (
+    ArtifactRequest,
+    BucketRequest,
+    ComputeEnvironmentRequest,
+    FunctionRequest,
+    JobDefinitionRequest,
+    JobQueueRequest,
+    LaunchTemplateRequest,
+    LayerRequest,
+    LogGroupRequest,
+    NotificationRequest,
+    Outcome,
+    PermissionRequest,
+    Plan,
+)
 from .s3 import ensure_artifact, ensure_bucket, ensure_notifications
 from .waiting import DEFAULT_WAITING, Waiting
 

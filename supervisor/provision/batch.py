@@ -18,8 +18,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from .batch_plan import SHA_TAG
 from .errors import ProvisionError, translated
-from .requests import (ComputeEnvironmentRequest, JobDefinitionRequest, JobQueueRequest,
-                       Outcome)
+from .requests import ComputeEnvironmentRequest, JobDefinitionRequest, JobQueueRequest, Outcome
 from .waiting import Waiting, wait_until
 
 __all__ = [

@@ -12,14 +12,27 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import FunctionConfig, StoragePath
-from .batch_plan import (compute_environment_request, fill_account, job_definition_request,
-                         job_queue_request)
+from .batch_plan import (
+    compute_environment_request,
+    fill_account,
+    job_definition_request,
+    job_queue_request,
+)
 from .errors import ProvisionError
 from .names import DEFAULT_LAYER_NAME, Names, bucket_arn, function_arn, names_of
 from .package import CONFIG_NAME, TASK_ROOT, deployment_zip, file_sha256
-from .requests import (ArtifactRequest, BucketRequest, FunctionRequest, LaunchTemplateRequest,
-                       LayerRequest, LogGroupRequest, NotificationRequest, PermissionRequest,
-                       Plan, Request)
+from .requests import (
+    ArtifactRequest,
+    BucketRequest,
+    FunctionRequest,
+    LaunchTemplateRequest,
+    LayerRequest,
+    LogGroupRequest,
+    NotificationRequest,
+    PermissionRequest,
+    Plan,
+    Request,
+)
 from .userdata import batch_user_data
 
 __all__ = [

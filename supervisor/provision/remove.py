@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from ..aws import ClientFactory
 from ..config import FunctionConfig
-from .batch import (compute_environments_using_template, remove_compute_environment,
-                    remove_job_definitions, remove_job_queue)
+from .batch import (
+    compute_environments_using_template,
+    remove_compute_environment,
+    remove_job_definitions,
+    remove_job_queue,
+)
 from .ec2 import all_default_user_data, remove_launch_template
 from .lambda_fn import remove_function, remove_layer_versions, remove_permissions
 from .logs import remove_log_group

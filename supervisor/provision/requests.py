@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union
 
+from ..config.fields import plain
+
 __all__ = [
     "Action", "Outcome", "BucketRequest", "NotificationRequest", "PermissionRequest",
     "LayerRequest", "FunctionRequest", "LogGroupRequest", "ArtifactRequest",
@@ -261,7 +263,7 @@ class ComputeEnvironmentRequest:
         kwargs: dict[str, Any] = {"computeEnvironmentName": self.name, "type": self.type,
                                   "state": self.state, "serviceRole": self.service_role}
         if self.compute_resources is not None:
-            kwargs["computeResources"] = _plain(self.compute_resources)
+            kwargs["computeResources"] = plain(self.compute_resources)
         return kwargs
 
     def fields(self) -> dict[str, Any]:
@@ -299,17 +301,9 @@ class JobDefinitionRequest:
 
     def fields(self) -> dict[str, Any]:
         """The request's settings, JSON-ready."""
-        body = _plain(self.definition)
+        body = plain(self.definition)
         body.pop("jobDefinitionName", None)
         return dict(body)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 Request = Union[BucketRequest, NotificationRequest, PermissionRequest, LayerRequest,

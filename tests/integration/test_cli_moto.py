@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from conftest import make_batch_queue
 
 from supervisor.cli import main
-from conftest import make_batch_queue
 
 pytestmark = pytest.mark.integration
 

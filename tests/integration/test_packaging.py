@@ -29,7 +29,6 @@ from types import ModuleType
 from typing import Any, Iterator, Mapping, Sequence
 
 import pytest
-
 from conftest import BUILDER, Built, run_builder
 
 from supervisor.handoff import Handoff, now_iso, write_handoff

@@ -14,8 +14,14 @@ import pytest
 
 from supervisor.aws import ClientFactory
 from supervisor.config import FunctionConfig, from_fdl
-from supervisor.provision import (LaunchTemplateRequest, Outcome, ProvisionError, Waiting,
-                                  deploy, remove)
+from supervisor.provision import (
+    LaunchTemplateRequest,
+    Outcome,
+    ProvisionError,
+    Waiting,
+    deploy,
+    remove,
+)
 
 pytestmark = pytest.mark.integration
 

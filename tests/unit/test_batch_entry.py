@@ -12,12 +12,32 @@ from typing import Any, Mapping
 import pytest
 
 from supervisor.aws import ClientFactory
-from supervisor.batch_entry import (EX_CANNOT_RUN, EX_CONFIG, EX_IOERR, EX_NOINPUT, EX_OK,
-                                    EX_SOFTWARE, EX_TIMEOUT, Settings, Terminated,
-                                    exit_code_for, main, read_settings, script_exit_code)
+from supervisor.batch_entry import (
+    EX_CANNOT_RUN,
+    EX_CONFIG,
+    EX_IOERR,
+    EX_NOINPUT,
+    EX_OK,
+    EX_SOFTWARE,
+    EX_TIMEOUT,
+    Settings,
+    Terminated,
+    exit_code_for,
+    main,
+    read_settings,
+    script_exit_code,
+)
 from supervisor.config import S3Provider
-from supervisor.errors import (ConfigError, DelegationError, EventError, ScriptError,
-                               ScriptTimeout, StageInError, StageOutError, SupervisorError)
+from supervisor.errors import (
+    ConfigError,
+    DelegationError,
+    EventError,
+    ScriptError,
+    ScriptTimeout,
+    StageInError,
+    StageOutError,
+    SupervisorError,
+)
 from supervisor.jsonlog import JsonFormatter, install
 from supervisor.local.s3event import event_of, object_created_record
 from supervisor.result import RecordResult

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from conftest import process_gone
 
 from supervisor.container import (

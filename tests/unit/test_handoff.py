@@ -9,9 +9,18 @@ from botocore.exceptions import ClientError
 
 from supervisor.config import parse
 from supervisor.errors import DelegationError
-from supervisor.handoff import (HANDOFF_ENV, MAX_REQUEST_BYTES, REQUEST_ID_ENV, Handoff,
-                                build_submit_request, check_limits, job_name, parse_s3_uri,
-                                staging_key, submit_job)
+from supervisor.handoff import (
+    HANDOFF_ENV,
+    MAX_REQUEST_BYTES,
+    REQUEST_ID_ENV,
+    Handoff,
+    build_submit_request,
+    check_limits,
+    job_name,
+    parse_s3_uri,
+    staging_key,
+    submit_job,
+)
 from supervisor.plan import delegate_reason
 from supervisor.watchdog import Deadline
 

@@ -6,12 +6,25 @@ from typing import Any, Optional
 
 import pytest
 
-from supervisor.local.batch_resolve import (EXIT_REASON, IMAGE_FILE_ENV, JobSpec, JobSpecError,
-                                            LocalHost, base_env, image_file_for, known_job_ids,
-                                            launches, max_attempts, node_containers,
-                                            node_overrides_for, overrides_from_describe,
-                                            parse_target_nodes, should_retry, spec_from_describe,
-                                            timeout_seconds)
+from supervisor.local.batch_resolve import (
+    EXIT_REASON,
+    IMAGE_FILE_ENV,
+    JobSpec,
+    JobSpecError,
+    LocalHost,
+    base_env,
+    image_file_for,
+    known_job_ids,
+    launches,
+    max_attempts,
+    node_containers,
+    node_overrides_for,
+    overrides_from_describe,
+    parse_target_nodes,
+    should_retry,
+    spec_from_describe,
+    timeout_seconds,
+)
 
 JOB_ID = "0b7a1c9e-job"
 DEF_ARN = "arn:aws:batch:us-east-1:123456789012:job-definition/fn:3"

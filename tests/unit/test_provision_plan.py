@@ -18,13 +18,25 @@ import pytest
 import yaml
 
 from supervisor.config import FunctionConfig, StoragePath, from_fdl, parse
-from supervisor.provision import (PLACEHOLDER_ACCOUNT_ID, ArtifactRequest, BucketRequest,
-                                  ComputeEnvironmentRequest, FunctionRequest,
-                                  JobDefinitionRequest, JobQueueRequest,
-                                  LaunchTemplateRequest, LayerRequest, LogGroupRequest,
-                                  NotificationRequest, PermissionRequest, Plan,
-                                  ProvisionError, build_plan, check_job_definition_size,
-                                  deployment_zip)
+from supervisor.provision import (
+    PLACEHOLDER_ACCOUNT_ID,
+    ArtifactRequest,
+    BucketRequest,
+    ComputeEnvironmentRequest,
+    FunctionRequest,
+    JobDefinitionRequest,
+    JobQueueRequest,
+    LaunchTemplateRequest,
+    LayerRequest,
+    LogGroupRequest,
+    NotificationRequest,
+    PermissionRequest,
+    Plan,
+    ProvisionError,
+    build_plan,
+    check_job_definition_size,
+    deployment_zip,
+)
 from supervisor.provision.batch import compute_environment_conflicts, compute_environment_updates
 from supervisor.provision.lambda_fn import configuration_diff
 from supervisor.provision.userdata import HOST_PYZ

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import pytest
-
 from conftest import process_gone
 
 from supervisor.errors import ScriptError

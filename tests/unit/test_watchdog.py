@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import process_gone
 
 from supervisor.watchdog import Deadline, group_alive, kill_group
