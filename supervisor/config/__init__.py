@@ -34,7 +34,7 @@ from .model import (
                     StoragePath,
 )
 from .parse import parse
-from .render import to_mapping, to_yaml
+from .render import to_json, to_mapping, to_yaml
 from .sources import from_fdl, load
 
 __all__ = [
@@ -55,4 +55,5 @@ __all__ = [
     "from_fdl",
     "to_mapping",
     "to_yaml",
+    "to_json",
 ]

@@ -5,8 +5,6 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-import yaml
-
 from .model import folders_overlap
 
 ENV_CONFIG = "FUNCTION_CONFIG"
@@ -23,12 +21,21 @@ _LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545,
 _LAMBDA_ENV_LIMIT = 4096  # bytes, all keys and values of the Lambda function's environment
 _SIBLINGS = frozenset({"storage_providers", "batch", "iam", "cloudwatch", "idempotency", "handoff"})
 
-try:  # the C loader is much faster; fall back to the pure-Python one
-    _LOADER: Any = yaml.CSafeLoader
-    _DUMPER: Any = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _LOADER = yaml.SafeLoader
-    _DUMPER = yaml.SafeDumper
+
+
+def yaml_loader() -> Any:
+    """PyYAML's safe loader, the C one when there is one (imported on first use: a
+    configuration written as JSON, as deploy writes it, never needs PyYAML)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def yaml_dumper() -> Any:
+    """PyYAML's safe dumper, the C one when there is one."""
+    import yaml
+
+    return getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 

@@ -1,11 +1,10 @@
 """One function written back out in the flat form (deploy, hand-off)."""
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
-import yaml
-
-from .fields import _DUMPER, plain
+from .fields import plain, yaml_dumper
 from .model import FunctionConfig, StoragePath
 
 
@@ -133,5 +132,12 @@ def to_yaml(config: FunctionConfig) -> str:
     ``to_mapping(config)`` as block YAML;
     ``parse(yaml.safe_load(to_yaml(c)), check_files=False) == c``.
     """
-    return str(yaml.dump(to_mapping(config), Dumper=_DUMPER, sort_keys=False,
+    import yaml
+
+    return str(yaml.dump(to_mapping(config), Dumper=yaml_dumper(), sort_keys=False,
                          default_flow_style=False, allow_unicode=True))
+
+
+def to_json(config: FunctionConfig) -> str:
+    """``to_mapping(config)`` as indented JSON: YAML too, and read without PyYAML."""
+    return json.dumps(to_mapping(config), indent=2, ensure_ascii=False) + "\n"

@@ -7,12 +7,9 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import yaml
-
 from ..errors import ConfigError
 from .fields import (
     _DEFAULT_TASK_ROOT,
-    _LOADER,
     DEFAULT_CONFIG_PATH,
     ENV_CONFIG,
     ENV_CONFIG_PATH,
@@ -22,13 +19,16 @@ from .fields import (
     _Section,
     _show,
     _unique,
+    yaml_loader,
 )
 from .model import FunctionConfig
 from .parse import _parse, parse
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: Exception) -> str:
     """One line saying what is wrong and where, without quoting the document."""
+    import yaml
+
     if isinstance(exc, yaml.MarkedYAMLError):
         what = exc.problem or exc.context or "syntax error"
         mark = exc.problem_mark
@@ -40,17 +40,20 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 def _load_document(text: str, source: str) -> Mapping[str, Any]:
     """Parse YAML (or JSON) text that must hold a mapping."""
-    document: Any
-    try:
-        if text.lstrip().startswith("{"):
-            try:
-                document = json.loads(text)
-            except ValueError:
-                document = yaml.load(text, Loader=_LOADER)
-        else:
-            document = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: invalid YAML: {_yaml_problem(exc)}"]) from exc
+    document: Any = None
+    parsed = False
+    if text.lstrip().startswith("{"):  # JSON is YAML, and much cheaper to read
+        try:
+            document, parsed = json.loads(text), True
+        except ValueError:
+            pass
+    if not parsed:
+        import yaml
+
+        try:
+            document = yaml.load(text, Loader=yaml_loader())
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{source}: invalid YAML: {_yaml_problem(exc)}"]) from exc
     if not isinstance(document, Mapping):
         raise ConfigError([f"{source}: the document is {_kind(document)}, not a mapping; "
                            "must be a YAML mapping of settings"])

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Mapping
 
-from ..config import FunctionConfig, to_yaml
+from ..config import FunctionConfig, to_json
 from .errors import ProvisionError
 
 __all__ = ["TASK_ROOT", "CONFIG_NAME", "deployment_zip", "deterministic_zip", "file_sha256",
@@ -63,8 +63,12 @@ def deployed_config(config: FunctionConfig) -> FunctionConfig:
 
 
 def deployment_zip(config: FunctionConfig) -> bytes:
-    """The function's code: ``function_config.yaml`` and the ``init_script``, deterministic."""
-    files = {CONFIG_NAME: to_yaml(deployed_config(config)).encode("utf-8")}
+    """The function's code: ``function_config.yaml`` and the ``init_script``, deterministic.
+
+    The configuration is written as JSON, which is YAML too: the handler reads it
+    at every cold start without importing PyYAML.
+    """
+    files = {CONFIG_NAME: to_json(deployed_config(config)).encode("utf-8")}
     executable: frozenset[str] = frozenset()
     if config.init_script is not None:
         script = Path(config.init_script)

@@ -5,6 +5,7 @@ import base64
 import copy
 import dataclasses
 import json
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -838,3 +839,30 @@ def test_to_mapping_is_json_ready_and_round_trips() -> None:
     mapping = to_mapping(config)
     assert mapping["container"]["environment"]["Variables"] == {"N": "1"}
     assert parse(json.loads(json.dumps(mapping))) == config
+
+
+def test_a_json_configuration_is_read_without_importing_pyyaml() -> None:
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""\
+        import base64, json, sys
+        from supervisor.config import load, to_json, parse
+        doc = {"name": "fn", "container": {"image": "busybox"},
+               "input": [{"path": "b/in"}], "output": [{"path": "b/out"}]}
+        text = to_json(parse(doc, check_files=False))
+        config = load({"FUNCTION_CONFIG": base64.b64encode(text.encode()).decode()},
+                      check_files=False)
+        print(config.name, config.output[0].path, "yaml" in sys.modules)
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["fn", "b/out", "False"]
+
+
+def test_to_json_round_trips_like_to_yaml() -> None:
+    from supervisor.config import to_json
+
+    config = parse(base(), check_files=False)
+    assert parse(json.loads(to_json(config)), check_files=False) == config
+    assert parse(yaml.safe_load(to_json(config)), check_files=False) == config
