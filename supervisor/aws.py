@@ -17,6 +17,10 @@ __all__ = ["ClientFactory", "DEFAULT_PROVIDER"]
 
 DEFAULT_PROVIDER = "s3"
 
+# Services whose calls the supervisor retries itself, within its own deadline: botocore's
+# backoff (up to 20 s a pause) could outlast the seconds a Lambda has left to hand off.
+_OWN_RETRIES = {"batch": 1}  # total attempts per call: no botocore retry
+
 
 class ClientFactory:
     """Creates and caches boto3 clients; one instance serves a whole process.
@@ -81,7 +85,8 @@ class ClientFactory:
     def _make(self, service: str, provider: str) -> Any:
         from botocore.config import Config
 
-        config = Config(retries={"max_attempts": 5, "mode": "standard"},
+        attempts = _OWN_RETRIES.get(service, 6)
+        config = Config(retries={"total_max_attempts": attempts, "mode": "standard"},
                         max_pool_connections=32)
         if provider == DEFAULT_PROVIDER:
             if self._endpoint_url:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, TypeVar
 
 from .aws import ClientFactory
 from .config import FunctionConfig
@@ -20,6 +22,8 @@ from .workdir import WorkDirs
 __all__ = ["Job", "run_job", "input_provider"]
 
 log = logging.getLogger("supervisor.pipeline")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,11 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
     try:
         t0 = clock()
         s3 = clients.s3(input_provider(config, obj.bucket))
-        input_file = stage_in(s3, bucket=obj.bucket, key=obj.key, input_dir=work.input_dir,
-                              version_id=obj.version_id, size=obj.size or None)
+        input_file = _within(job.deadline, clock, f"stage-in of {obj.uri}", lambda: stage_in(
+            s3, bucket=obj.bucket, key=obj.key, input_dir=work.input_dir,
+            version_id=obj.version_id, size=obj.size or None))
         log.info("stage-in done", extra={"phase": "stage-in", "seconds": round(clock() - t0, 3),
                                          "bytes": input_file.stat().st_size})
-        if job.deadline.expired(clock):
-            raise ScriptTimeout(f"stage-in of {obj.uri} exceeded the time budget")
         script_path = write_script(job.script, work)
         result = _run_script(job, work, input_file, script_path, base_env, on_line, clock)
         log.info("run done", extra={"phase": "run", "seconds": round(result.duration, 3),
@@ -98,6 +101,26 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
                             uploaded=tuple(uploaded), output_tail=result.output_tail)
     finally:
         work.remove()
+
+
+def _within(deadline: Deadline, clock: Callable[[], float], what: str,
+            step: Callable[[], T]) -> T:
+    """Run ``step``, giving up with ``ScriptTimeout`` when the deadline passes first.
+
+    The budget covers stage-in too: a download still running at the deadline
+    is left to fail on its own (its work dir is removed) while the record is
+    handed off in the seconds that are left.
+    """
+    remaining = deadline.remaining(clock)
+    if remaining is None:
+        return step()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-in")
+    try:
+        return pool.submit(step).result(timeout=remaining)
+    except FutureTimeout:
+        raise ScriptTimeout(f"{what} exceeded the time budget") from None
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _run_script(job: Job, work: WorkDirs, input_file: Path, script_path: Path,

@@ -48,6 +48,15 @@ def process_gone(pid: int, wait: float = 3.0) -> bool:
         time.sleep(0.05)
 
 
+def put(s3: Any, bucket: str, key: str, body: bytes) -> dict[str, Any]:
+    """Upload ``body`` and return the S3 event record S3 would send for it."""
+    from supervisor.local.s3event import object_created_record
+
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    head = s3.head_object(Bucket=bucket, Key=key)
+    return object_created_record(bucket, key, size=head["ContentLength"], etag=head["ETag"])
+
+
 def load_event(name: str) -> dict[str, Any]:
     """A sample event from ``tests/events/<name>.json``."""
     return json.loads((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))

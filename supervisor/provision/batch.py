@@ -252,15 +252,25 @@ def remove_job_queue(batch: Any, name: str, waiting: Waiting) -> Outcome:
     if current is None:
         return Outcome(kind, name, "unchanged", detail="no such job queue")
     arn = str(current.get("jobQueueArn", ""))
-    if current.get("state") != "DISABLED":
-        with translated(f"cannot disable job queue {name}"):
-            batch.update_job_queue(jobQueue=name, state="DISABLED")
-        _settle(describe, f"job queue {name} to be disabled", waiting, "DISABLED")
-    with translated(f"cannot delete job queue {name}"):
-        batch.delete_job_queue(jobQueue=name)
-    wait_until(lambda: True if describe() is None else None,
-               f"job queue {name} to be deleted", waiting)
+    _disable_then_delete(
+        f"job queue {name}", current, describe,
+        disable=lambda: batch.update_job_queue(jobQueue=name, state="DISABLED"),
+        delete=lambda: batch.delete_job_queue(jobQueue=name), waiting=waiting)
     return Outcome(kind, name, "deleted", arn)
+
+
+def _disable_then_delete(what: str, current: Mapping[str, Any],
+                         describe: Callable[[], Optional[Mapping[str, Any]]], *,
+                         disable: Callable[[], Any], delete: Callable[[], Any],
+                         waiting: Waiting) -> None:
+    """Batch's order for removing a queue or an environment: disable, wait, delete, wait."""
+    if current.get("state") != "DISABLED":
+        with translated(f"cannot disable {what}"):
+            disable()
+        _settle(describe, f"{what} to be disabled", waiting, "DISABLED")
+    with translated(f"cannot delete {what}"):
+        delete()
+    wait_until(lambda: True if describe() is None else None, f"{what} to be deleted", waiting)
 
 
 def _queues_using(batch: Any, env_name: str) -> list[str]:
@@ -293,14 +303,12 @@ def remove_compute_environment(batch: Any, name: str, waiting: Waiting) -> Outco
     users = _queues_using(batch, name)
     if users:
         return Outcome(kind, name, "kept", arn, "used by job queue " + ", ".join(users))
-    if current.get("state") != "DISABLED":
-        with translated(f"cannot disable compute environment {name}"):
-            batch.update_compute_environment(computeEnvironment=name, state="DISABLED")
-        _settle(describe, f"compute environment {name} to be disabled", waiting, "DISABLED")
-    with translated(f"cannot delete compute environment {name}"):
-        batch.delete_compute_environment(computeEnvironment=name)
-    wait_until(lambda: True if describe() is None else None,
-               f"compute environment {name} to be deleted", waiting)
+    _disable_then_delete(
+        f"compute environment {name}", current, describe,
+        disable=lambda: batch.update_compute_environment(computeEnvironment=name,
+                                                         state="DISABLED"),
+        delete=lambda: batch.delete_compute_environment(computeEnvironment=name),
+        waiting=waiting)
     return Outcome(kind, name, "deleted", arn)
 
 

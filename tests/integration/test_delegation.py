@@ -301,3 +301,19 @@ def test_multi_node_function_submits_node_overrides(
     assert record["status"] == "delegated", record
     (job,) = fn.batch.describe_jobs(jobs=[record["job_id"]])["jobs"]
     assert job["jobDefinition"].split("/")[-1].startswith(fn.name)
+
+
+def test_lambda_batch_hands_off_when_the_download_outlasts_the_budget(
+        fn: Function, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    config = fn.config(mode="lambda-batch", script=QUICK_SCRIPT, threshold=0,
+                       variables={"MARKER": str(marker)})
+    big = fn.put(key="input/big.bin", body=b"\0" * (96 * 1024 * 1024))
+    _, body = fn.invoke(event_of(big), config, timeout=0.4)  # the budget ends mid-download
+
+    (record,) = body["records"]
+    assert record["status"] == "delegated", record
+    assert record["reason"] == "stage-in of s3://%s/input/big.bin exceeded the time budget" % (
+        fn.bucket)
+    assert not marker.exists()  # the script never ran in Lambda
+    assert len(fn.jobs()) == 1

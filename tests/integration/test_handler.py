@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import put
 
 from supervisor.aws import ClientFactory
 from supervisor.handler import handle
@@ -63,12 +64,6 @@ def invoke(event: dict[str, Any], config_yaml: str, aws_env: dict[str, str], tmp
     context = LocalContext(function_name="fn-test", timeout=timeout)
     response = handle(event, context, environ=environ, clients=ClientFactory())
     return response, json.loads(response["body"])
-
-
-def put(s3: Any, bucket: str, key: str, body: bytes) -> dict[str, Any]:
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
-    head = s3.head_object(Bucket=bucket, Key=key)
-    return object_created_record(bucket, key, size=head["ContentLength"], etag=head["ETag"])
 
 
 def keys(s3: Any, bucket: str, prefix: str) -> list[str]:

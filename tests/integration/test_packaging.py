@@ -29,10 +29,10 @@ from types import ModuleType
 from typing import Any, Iterator, Mapping, Sequence
 
 import pytest
-from conftest import BUILDER, Built, run_builder
+from conftest import BUILDER, Built, put, run_builder
 
 from supervisor.handoff import Handoff, now_iso, write_handoff
-from supervisor.local.s3event import event_of, object_created_record
+from supervisor.local.s3event import event_of
 
 pytestmark = pytest.mark.integration
 
@@ -109,12 +109,6 @@ def sha256(path: Path) -> str:
 def keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     return sorted(o["Key"] for o in listing.get("Contents", []))
-
-
-def put(s3: Any, bucket: str, key: str, body: bytes) -> dict[str, Any]:
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
-    head = s3.head_object(Bucket=bucket, Key=key)
-    return object_created_record(bucket, key, size=head["ContentLength"], etag=head["ETag"])
 
 
 # --------------------------------------------------------------------------- the build

@@ -39,3 +39,9 @@ def test_a_named_provider_client_is_reused_while_its_settings_stay_the_same() ->
 def test_an_undefined_provider_is_a_config_error_naming_the_defined_ones() -> None:
     with pytest.raises(ConfigError, match="'s3.nope' is not defined; defined: s3, s3.minio"):
         factory().with_providers({"minio": S3Provider(id="minio")}).s3("s3.nope")
+
+
+def test_batch_calls_are_retried_by_the_hand_off_not_by_botocore() -> None:
+    root = factory()
+    assert root.client("batch").meta.config.retries["total_max_attempts"] == 1
+    assert root.s3().meta.config.retries["total_max_attempts"] == 6
