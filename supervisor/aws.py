@@ -17,9 +17,17 @@ __all__ = ["ClientFactory", "DEFAULT_PROVIDER"]
 
 DEFAULT_PROVIDER = "s3"
 
-# Services whose calls the supervisor retries itself, within its own deadline: botocore's
-# backoff (up to 20 s a pause) could outlast the seconds a Lambda has left to hand off.
-_OWN_RETRIES = {"batch": 1}  # total attempts per call: no botocore retry
+# Client settings by purpose. "batch": SubmitJob is retried by the hand-off itself, within
+# its deadline (botocore's backoff, up to 20 s a pause, and its 60 s read timeout could
+# outlast the seconds a Lambda has left). "invoke": a synchronous Invoke waits as long as
+# the function runs (up to 900 s) and must never be sent twice (a read timeout is retried).
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "batch": {"retries": {"total_max_attempts": 1, "mode": "standard"},
+              "connect_timeout": 5, "read_timeout": 15},
+    "invoke": {"retries": {"total_max_attempts": 1, "mode": "standard"},
+               "read_timeout": 910},
+}
+_DEFAULT_SETTINGS: dict[str, Any] = {"retries": {"total_max_attempts": 6, "mode": "standard"}}
 
 
 class ClientFactory:
@@ -39,7 +47,7 @@ class ClientFactory:
         self._providers: Mapping[str, S3Provider] = dict(providers or {})
         # Shared with every factory made by with_providers: a client is built once per
         # process (building one costs tens of milliseconds), keyed by what it is made from.
-        self._clients: dict[tuple[str, str, Optional[S3Provider]], Any] = {}
+        self._clients: dict[tuple[str, str, Optional[S3Provider], str], Any] = {}
         self._lock = threading.Lock()
         self._root = self
 
@@ -64,30 +72,33 @@ class ClientFactory:
         """The default-credentials client for ``service``."""
         return self._cached(service, DEFAULT_PROVIDER)
 
+    def invoker(self) -> Any:
+        """A Lambda client for ``Invoke``: one attempt, a read timeout past Lambda's 900 s."""
+        return self._cached("lambda", DEFAULT_PROVIDER, purpose="invoke")
+
     def s3(self, storage_provider: str = DEFAULT_PROVIDER) -> Any:
         """The S3 client for ``"s3"`` or a named ``"s3.<id>"`` storage provider."""
         return self._cached("s3", storage_provider)
 
-    def _cached(self, service: str, provider: str) -> Any:
+    def _cached(self, service: str, provider: str, purpose: str = "") -> Any:
         settings = None
         if provider != DEFAULT_PROVIDER:
             settings = self._providers.get(provider.partition(".")[2])
-        key = (service, provider, settings)
+        key = (service, provider, settings, purpose)
         client = self._clients.get(key)
         if client is None:
             with self._lock:
                 client = self._clients.get(key)
                 if client is None:
-                    client = self._make(service, provider)
+                    client = self._make(service, provider, purpose or service)
                     self._clients[key] = client
         return client
 
-    def _make(self, service: str, provider: str) -> Any:
+    def _make(self, service: str, provider: str, purpose: str) -> Any:
         from botocore.config import Config
 
-        attempts = _OWN_RETRIES.get(service, 6)
-        config = Config(retries={"total_max_attempts": attempts, "mode": "standard"},
-                        max_pool_connections=32)
+        config = Config(max_pool_connections=32,
+                        **_SETTINGS.get(purpose, _DEFAULT_SETTINGS))
         if provider == DEFAULT_PROVIDER:
             if self._endpoint_url:
                 return self._get_session().client(service, config=config,

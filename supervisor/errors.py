@@ -19,7 +19,7 @@ them into a response or an exit code.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional
 
 __all__ = [
     "SupervisorError",
@@ -68,7 +68,16 @@ class ScriptError(SupervisorError):
 
 
 class ScriptTimeout(SupervisorError):
-    """The script (with stage-in) exceeded the time budget and was killed."""
+    """The script (with stage-in) exceeded the time budget and was killed.
+
+    ``exit_code`` and ``output_tail`` are the killed script's, when it had started.
+    """
+
+    def __init__(self, message: str, *, exit_code: Optional[int] = None,
+                 output_tail: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.output_tail = output_tail
 
 
 class DelegationError(SupervisorError):

@@ -6,6 +6,7 @@ response, whatever goes wrong with it.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -153,8 +154,12 @@ class _Invocation:
             except ScriptTimeout as exc:
                 if mode == "lambda-batch":
                     logger.warning("time budget exceeded, handing off", extra={"error": str(exc)})
-                    return self._delegate(obj, str(exc), start)
-                return _failed(obj, f"exceeded the time budget: {exc}", self.clock() - start)
+                    return dataclasses.replace(self._delegate(obj, str(exc), start),
+                                               exit_code=exc.exit_code,
+                                               output_tail=exc.output_tail)
+                return dataclasses.replace(
+                    _failed(obj, f"exceeded the time budget: {exc}", self.clock() - start),
+                    exit_code=exc.exit_code, output_tail=exc.output_tail)
         except HandoffInProgress as exc:
             return _skipped(obj, str(exc))
         except SupervisorError as exc:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,8 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
             work.clear_outputs()
             raise ScriptTimeout(
                 f"script exceeded the time budget after {result.duration:.1f} s and was killed;"
-                " its partial outputs were discarded")
+                " its partial outputs were discarded", exit_code=result.exit_code,
+                output_tail=result.output_tail)
         if not result.succeeded:
             return RecordResult(bucket=obj.bucket, key=obj.key, status="failed",
                                 exit_code=result.exit_code, duration=clock() - start,
@@ -114,13 +116,20 @@ def _within(deadline: Deadline, clock: Callable[[], float], what: str,
     remaining = deadline.remaining(clock)
     if remaining is None:
         return step()
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-in")
+    future: Future[T] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(step())
+        except BaseException as exc:  # handed to the waiting thread as is
+            future.set_exception(exc)
+
+    # A daemon thread: a process that gives up on the download can still exit at once.
+    threading.Thread(target=work, name="stage-in", daemon=True).start()
     try:
-        return pool.submit(step).result(timeout=remaining)
+        return future.result(timeout=remaining)
     except FutureTimeout:
         raise ScriptTimeout(f"{what} exceeded the time budget") from None
-    finally:
-        pool.shutdown(wait=False)
 
 
 def _run_script(job: Job, work: WorkDirs, input_file: Path, script_path: Path,

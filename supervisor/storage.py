@@ -149,7 +149,9 @@ def select_outputs(output_dir: Path, *, prefix: Sequence[str] = (),
     starts with any of ``prefix`` and ends with any of ``suffix`` (an empty
     list matches everything), sorted by relative path. Symlinks (to files or
     directories) are neither returned nor followed; FIFOs, sockets and devices
-    are skipped; nothing that resolves outside ``output_dir`` is returned.
+    are skipped; nothing that resolves outside ``output_dir`` is returned, and
+    an ``output_dir`` that is itself reached through a symlink is refused
+    (``StageOutError``): pass a path without symlinks (``WorkDirs`` does).
     Prefix entries are read as relative paths (a leading ``/`` or ``./`` is
     ignored). A missing ``output_dir`` has no outputs.
 
@@ -157,6 +159,11 @@ def select_outputs(output_dir: Path, *, prefix: Sequence[str] = (),
     """
     root = Path(os.path.abspath(output_dir))
     real_root = os.path.realpath(root)
+    if real_root != str(root) and os.path.lexists(root):
+        # The script replaced its output dir (or a dir above it) with a symlink: following
+        # it could upload anything the link points at, the function's own secrets included.
+        raise StageOutError(f"the output dir {root} leads to {real_root} through a symlink; "
+                            "nothing is uploaded from it")
     errors: list[OSError] = []
     found: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append, followlinks=False):

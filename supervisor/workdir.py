@@ -1,6 +1,7 @@
 """A fresh per-record working directory: ``input/``, ``output/``, the script, the log."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ class WorkDirs:
     @classmethod
     def create(cls, base: Optional[Path] = None, label: str = "job") -> "WorkDirs":
         """Make a new, empty work dir under ``base`` (default: the system temp dir)."""
-        root = Path(tempfile.mkdtemp(prefix=f"supervisor-{label}-", dir=base))
+        # Resolved now, so that a symlink the script puts in its place later shows.
+        root = Path(os.path.realpath(tempfile.mkdtemp(prefix=f"supervisor-{label}-", dir=base)))
         dirs = cls(root=root, input_dir=root / "input", output_dir=root / "output")
         dirs.input_dir.mkdir()
         dirs.output_dir.mkdir()

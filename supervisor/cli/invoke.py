@@ -112,7 +112,7 @@ def run_invoke(args: argparse.Namespace, ctx: Context) -> int:
         if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
             raise CliError(f"{uri}: no such object") from exc
         raise
-    lam = ctx.clients.client("lambda")
+    lam = ctx.clients.invoker()
     event = build_event(args.bucket, args.key, head, lam.meta.region_name or "us-east-1")
     kind = "Event" if args.asynchronous else "RequestResponse"
     response = lam.invoke(FunctionName=args.name, InvocationType=kind,

@@ -50,15 +50,18 @@ class LocalRunner(Protocol):
     """The signature of :func:`supervisor.local.session.run_local`."""
 
     def __call__(self, fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
-                 state_dir: Path, progress: Callable[[str], None]) -> LocalReportLike: ...
+                 state_dir: Path, progress: Callable[[str], None],
+                 max_wait: float) -> LocalReportLike: ...
 
 
 def _session_runner(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
-                    state_dir: Path, progress: Callable[[str], None]) -> LocalReportLike:
+                    state_dir: Path, progress: Callable[[str], None],
+                    max_wait: float) -> LocalReportLike:
     """The real local session (imported only when the command runs)."""
     from ..local.session import run_local
 
-    return run_local(fdl, puts, timeout=timeout, state_dir=state_dir, progress=progress)
+    return run_local(fdl, puts, timeout=timeout, state_dir=state_dir, progress=progress,
+                     max_wait=max_wait)
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -79,6 +82,9 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
                         help="a file to upload (repeat for more)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="the Lambda timeout to use instead of the definition's")
+    parser.add_argument("--max-wait", type=float, default=3600.0, metavar="SECONDS",
+                        help="give up when the session has not settled after this long "
+                             "(default 3600)")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                         help=f"where the session's state and logs go (default "
                              f"{DEFAULT_STATE_DIR})")
@@ -102,8 +108,10 @@ def run_local_command(args: argparse.Namespace, ctx: Context, *,
         raise CliError(f"no such file: {', '.join(missing)}")
     if args.timeout is not None and args.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds")
+    if args.max_wait <= 0:
+        raise CliError("--max-wait must be a positive number of seconds")
     report = runner(args.file, list(args.put), timeout=args.timeout,
-                    state_dir=args.state_dir, progress=ctx.note)
+                    state_dir=args.state_dir, progress=ctx.note, max_wait=args.max_wait)
     rows = list(report.rows)
     ctx.emit({"endpoint": report.endpoint, "ok": report.ok, "rows": rows},
              lambda: report_text(rows))

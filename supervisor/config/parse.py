@@ -316,10 +316,15 @@ def _parse_handoff(top: _Section, inputs: Sequence[StoragePath],
                         "must be a folder for the hand-off documents, outside every input path")
         prefix = "supervisor-handoff"
     prefix += "/"
+    if bucket is None and inputs and mode != "lambda" and inputs[0].storage_provider != "s3":
+        section.problem("bucket", f"missing, and the first input is on storage provider "
+                        f"{inputs[0].storage_provider}",
+                        "must name a bucket of the function's own account (storage provider "
+                        "s3): hand-off documents are written with its credentials")
     bucket = bucket or (inputs[0].bucket if inputs else None)
     if bucket is not None and mode != "lambda":
         for i, source in enumerate(inputs):
-            if _overlaps(f"{bucket}/{prefix}", source.path):
+            if source.storage_provider == "s3" and _overlaps(f"{bucket}/{prefix}", source.path):
                 section.problem(
                     "prefix", f"the hand-off folder s3://{bucket}/{prefix} is inside input "
                     f"path {source.path!r} ({top.path('input')}[{i}]), so every delegation "

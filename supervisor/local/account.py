@@ -36,8 +36,8 @@ class LocalAccount:
 
 def _split_role(arn: str) -> tuple[str, str]:
     """(path, name) of ``arn:aws:iam::ACCOUNT:role/path/Name`` (or instance-profile/)."""
-    resource = arn.split(":", 5)[-1]
-    parts = resource.split("/")[1:]
+    resource = arn.split(":", 5)[-1]  # a bare name (Batch accepts them) is its own resource
+    parts = resource.split("/")[1:] if "/" in resource else [resource]
     path = "/" + "/".join(parts[:-1]) + "/" if len(parts) > 1 else "/"
     return path, parts[-1]
 

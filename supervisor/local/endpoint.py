@@ -80,7 +80,11 @@ def start_endpoint() -> Endpoint:
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
-    answer = requests.post(f"{url}/moto-api/config", json={"batch": {"use_docker": False}},
-                           timeout=10)
-    answer.raise_for_status()
+    try:
+        answer = requests.post(f"{url}/moto-api/config",
+                               json={"batch": {"use_docker": False}}, timeout=10)
+        answer.raise_for_status()
+    except BaseException:
+        server.stop()
+        raise
     return Endpoint(url=url, server=server)

@@ -489,7 +489,10 @@ def _read_result(path: Path, exit_code: Optional[int]
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         if exit_code is not None and exit_code < 0:
-            how = f"signal: {signal.Signals(-exit_code).name.lower()[3:]}"
+            try:
+                how = f"signal: {signal.Signals(-exit_code).name.lower()[3:]}"
+            except ValueError:  # a real-time signal has no name
+                how = f"signal {-exit_code}"
         else:
             how = f"exit status {exit_code}"
         return "failed", None, f"Runtime.ExitError: Runtime exited with error: {how}"

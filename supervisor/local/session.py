@@ -114,10 +114,13 @@ class LocalCloud:
                           f"{made} resources")
         self.store = LocalStore(self.state_dir, endpoint=endpoint.url)
         local, layer_zip = self.local, self.layer_zip
+        # The code as deployed, built once: a script edited during the session does not
+        # change what the functions run (as on AWS).
+        codes = {name: deployment_zip(config) for name, config in local.items()}
         self.lambdas = self._stack.enter_context(LambdaExecutor(
             self.clients, endpoint_env=endpoint.env, store=self.store,
             work_root=self.state_dir / "lambda",
-            code=lambda name: deployment_zip(local[_function_name(name)]),
+            code=lambda name: codes[_function_name(name)],
             layers=lambda arn: _layer_file(arn, layer_zip), timeout_override=self.timeout))
         host = LocalHost(
             base_env=base_env(os.environ, endpoint.env),
@@ -143,7 +146,7 @@ class LocalCloud:
         self.progress(f"uploaded {path} -> {uri}")
         return uri
 
-    def run_until_quiet(self, max_wait: float = 600.0) -> None:
+    def run_until_quiet(self, max_wait: float = 3600.0) -> None:
         """Deliver events and run jobs until nothing is left to do."""
         _run_until_quiet(self.source, self.lambdas, self.batch, self.store, self.progress,
                          max_wait)
@@ -151,7 +154,7 @@ class LocalCloud:
     def report(self) -> LocalReport:
         """One row per processed object; outputs copied to ``state_dir/outputs``."""
         rows = _rows(self.store.snapshot(), self.local)
-        copied = _copy_outputs(self.clients, rows, self.state_dir / "outputs")
+        copied = _copy_outputs(self.clients, rows, self.state_dir / "outputs", self.progress)
         if copied:
             self.progress(f"outputs copied to {self.state_dir / 'outputs'} ({copied} files)")
         ok = bool(rows) and all(r["status"] == "completed" for r in rows)
@@ -160,7 +163,7 @@ class LocalCloud:
 
 def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], state_dir: Path,
               progress: Progress, layer_zip: Path = DEFAULT_LAYER_ZIP,
-              batch_pyz: Path = DEFAULT_BATCH_PYZ, max_wait: float = 600.0) -> LocalReport:
+              batch_pyz: Path = DEFAULT_BATCH_PYZ, max_wait: float = 3600.0) -> LocalReport:
     """Deploy ``fdl`` into an embedded endpoint, upload ``puts``, run until quiet.
 
     The files go to the first input path of the workflow's first entry function.
@@ -283,16 +286,24 @@ def _row(obj: str, function: str, mode: str, ran_on: str, status: str, duration:
     return row
 
 
-def _copy_outputs(clients: ClientFactory, rows: Sequence[dict[str, Any]], dest: Path) -> int:
+def _copy_outputs(clients: ClientFactory, rows: Sequence[dict[str, Any]], dest: Path,
+                  progress: Progress) -> int:
     """Download every output of the session to ``dest/<bucket>/<key>`` (the endpoint
-    goes away with the session); returns how many files were copied."""
+    goes away with the session); returns how many files were copied. A file that
+    cannot be copied is reported and skipped: the report still comes."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     count = 0
     for row in rows:
         for uri in row["outputs"]:
             bucket, _, key = uri[5:].partition("/")
             target = dest / bucket / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            clients.s3().download_file(bucket, key, str(target))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                clients.s3().download_file(bucket, key, str(target))
+            except (OSError, ClientError, BotoCoreError) as exc:
+                progress(f"could not copy {uri} to {target}: {exc}")
+                continue
             count += 1
     return count
 

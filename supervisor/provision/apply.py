@@ -46,25 +46,8 @@ def apply(plan: Plan, clients: ClientFactory, *, waiting: Waiting = DEFAULT_WAIT
     for bucket in plan.all(BucketRequest):
         outcomes.append(ensure_bucket(s3, bucket))
 
-    layer_arn: Optional[str] = None
-    layer = plan.one(LayerRequest)
-    if layer is not None:
-        outcome, layer_arn = ensure_layer(lam, layer)
-        outcomes.append(outcome)
-    function = plan.one(FunctionRequest)
-    if function is not None:
-        outcomes.append(ensure_function(lam, function, layer_arn, waiting))
-    log_group = plan.one(LogGroupRequest)
-    if log_group is not None:
-        outcomes.append(ensure_log_group(clients.client("logs"), log_group))
-    for permission in plan.all(PermissionRequest):
-        outcomes.append(ensure_permission(lam, permission))
-    by_bucket: dict[str, list[NotificationRequest]] = {}
-    for notification in plan.all(NotificationRequest):
-        by_bucket.setdefault(notification.bucket, []).append(notification)
-    for bucket_name, entries in by_bucket.items():
-        outcomes.append(ensure_notifications(s3, bucket_name, entries, plan.function))
-
+    # What the function hands work to comes first, the trigger last: an object that
+    # arrives while a deploy runs never finds a function without its queue.
     artifact = plan.one(ArtifactRequest)
     if artifact is not None:
         outcomes.append(ensure_artifact(s3, artifact))
@@ -85,4 +68,23 @@ def apply(plan: Plan, clients: ClientFactory, *, waiting: Waiting = DEFAULT_WAIT
     definition = plan.one(JobDefinitionRequest)
     if definition is not None:
         outcomes.append(ensure_job_definition(clients.client("batch"), definition))
+
+    layer_arn: Optional[str] = None
+    layer = plan.one(LayerRequest)
+    if layer is not None:
+        outcome, layer_arn = ensure_layer(lam, layer)
+        outcomes.append(outcome)
+    function = plan.one(FunctionRequest)
+    if function is not None:
+        outcomes.append(ensure_function(lam, function, layer_arn, waiting))
+    log_group = plan.one(LogGroupRequest)
+    if log_group is not None:
+        outcomes.append(ensure_log_group(clients.client("logs"), log_group))
+    for permission in plan.all(PermissionRequest):
+        outcomes.append(ensure_permission(lam, permission))
+    by_bucket: dict[str, list[NotificationRequest]] = {}
+    for notification in plan.all(NotificationRequest):
+        by_bucket.setdefault(notification.bucket, []).append(notification)
+    for bucket_name, entries in by_bucket.items():
+        outcomes.append(ensure_notifications(s3, bucket_name, entries, plan.function))
     return outcomes

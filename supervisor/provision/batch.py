@@ -163,7 +163,7 @@ def ensure_compute_environment(batch: Any, request: ComputeEnvironmentRequest, w
         env = _valid(describe, what, waiting)
         arn = str(env["computeEnvironmentArn"])
         return Outcome(request.kind, request.name, "unchanged", arn), arn
-    _valid(describe, what, waiting)
+    _settle(describe, f"{what} to settle", waiting)  # INVALID is what an update may fix
     with translated(f"cannot update {what}"):
         batch.update_compute_environment(computeEnvironment=request.name, **updates)
     env = _valid(describe, what, waiting)
@@ -205,7 +205,7 @@ def ensure_job_queue(batch: Any, request: JobQueueRequest, compute_environment_a
     if not updates:
         queue = _valid(describe, what, waiting)
         return Outcome(request.kind, request.name, "unchanged", str(queue["jobQueueArn"]))
-    _valid(describe, what, waiting)
+    _settle(describe, f"{what} to settle", waiting)  # INVALID is what an update may fix
     with translated(f"cannot update {what}"):
         batch.update_job_queue(jobQueue=request.name, **updates)
     queue = _valid(describe, what, waiting)

@@ -38,11 +38,15 @@ def ensure_log_group(logs: Any, request: LogGroupRequest) -> Outcome:
                    f"retention {request.retention_days} days")
 
 
-def remove_log_group(logs: Any, name: str) -> Outcome:
-    """Delete the function's log group (it holds the function's logs)."""
+def remove_log_group(logs: Any, name: str, *, owned: bool = True) -> Outcome:
+    """Delete the function's log group when deploy made it (``owned``: a retention was
+    configured); one Lambda made itself is kept, with the function's history in it."""
     group = _find(logs, name)
     if group is None:
         return Outcome(LogGroupRequest.kind, name, "unchanged", detail="no such log group")
+    if not owned:
+        return Outcome(LogGroupRequest.kind, name, "kept", str(group.get("arn", "")),
+                       "made by Lambda, not by deploy (no log retention configured)")
     with translated(f"cannot delete log group {name}"):
         logs.delete_log_group(logGroupName=name)
     return Outcome(LogGroupRequest.kind, name, "deleted", str(group.get("arn", "")))

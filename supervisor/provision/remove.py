@@ -45,7 +45,8 @@ def remove(config: FunctionConfig, clients: ClientFactory, *,
     outcomes.extend(remove_permissions(lam, names.function))
     outcomes.append(remove_function(lam, names.function))
     outcomes.extend(remove_layer_versions(lam, names.layer, names.function))
-    outcomes.append(remove_log_group(clients.client("logs"), names.log_group))
+    outcomes.append(remove_log_group(clients.client("logs"), names.log_group,
+                                     owned=config.log_retention_days is not None))
     if config.delegates:
         batch = clients.client("batch")
         outcomes.append(remove_job_queue(batch, names.job_queue, waiting))

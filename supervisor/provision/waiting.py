@@ -16,7 +16,7 @@ T = TypeVar("T")
 class Waiting:
     """How long and how often to poll; tests pass a short ``interval`` or a fake clock."""
 
-    timeout: float = 900.0  # seconds; a compute environment may take minutes
+    timeout: float = 3600.0  # seconds; a compute environment update drains jobs for up to 30 min
     interval: float = 5.0
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)

@@ -154,7 +154,8 @@ def test_delete_record_is_skipped_and_create_still_runs(s3: Any, bucket: str,
 def test_lambda_mode_timeout_fails_with_time_budget_error(s3: Any, bucket: str,
                                                           aws_env: dict[str, str],
                                                           tmp_path: Path) -> None:
-    script = write_script(tmp_path, 'echo partial > "$TMP_OUTPUT_DIR/p.txt"\nsleep 30\n')
+    script = write_script(tmp_path, 'echo partial > "$TMP_OUTPUT_DIR/p.txt"\n'
+                                    'echo working\nsleep 30\n')
     event = event_of(put(s3, bucket, "input/a.txt", b"alpha"))
     config = make_config(bucket, script, timeout=60, threshold=1)
     response, body = invoke(event, config, aws_env, tmp_path, timeout=3)
@@ -163,6 +164,7 @@ def test_lambda_mode_timeout_fails_with_time_budget_error(s3: Any, bucket: str,
     (record,) = body["records"]
     assert record["status"] == "failed"
     assert "exceeded the time budget" in record["error"]
+    assert record["exit_code"] == -15 and "working" in record["output_tail"]
     assert keys(s3, bucket, "output/") == []
 
 
@@ -241,3 +243,19 @@ def test_image_file_runs_the_script_in_a_real_container(s3: Any, bucket: str,
     assert response["statusCode"] == 200, body
     view = s3.get_object(Bucket=bucket, Key="output/c/view.txt")["Body"].read().decode()
     assert view.split("\n")[:4] == ["image-os", "BusyBox", "svc=lambda", "inside"]
+
+
+def test_a_script_that_swaps_its_output_dir_for_a_symlink_uploads_nothing(
+        s3: Any, bucket: str, aws_env: dict[str, str], tmp_path: Path) -> None:
+    elsewhere = tmp_path / "not-outputs"
+    elsewhere.mkdir()
+    (elsewhere / "secret.txt").write_text("do not upload")
+    script = write_script(tmp_path, f'rm -rf "$TMP_OUTPUT_DIR"\n'
+                                    f'ln -s {elsewhere} "$TMP_OUTPUT_DIR"\n')
+    event = event_of(put(s3, bucket, "input/a.txt", b"alpha"))
+    response, body = invoke(event, make_config(bucket, script), aws_env, tmp_path)
+
+    assert response["statusCode"] == 500
+    (record,) = body["records"]
+    assert record["status"] == "failed" and "symlink" in record["error"]
+    assert keys(s3, bucket, "output/") == []

@@ -156,9 +156,9 @@ def test_deploy_creates_every_resource_of_the_plants_example(
     name, bucket = plants.name, plants.input[0].bucket
     assert {o.action for o in deployed} == {"created"}
     assert [o.resource for o in deployed] == [
-        "s3-bucket", "lambda-layer", "lambda-function", "log-group", "lambda-permission",
-        "s3-notification", "s3-artifact", "launch-template", "batch-compute-environment",
-        "batch-job-queue", "batch-job-definition"]
+        "s3-bucket", "s3-artifact", "launch-template", "batch-compute-environment",
+        "batch-job-queue", "batch-job-definition", "lambda-layer", "lambda-function",
+        "log-group", "lambda-permission", "s3-notification"]  # the trigger goes live last
 
     s3 = _client("s3", endpoint)
     s3.head_bucket(Bucket=bucket)
@@ -445,3 +445,18 @@ def test_remove_keeps_what_another_function_still_uses(plants: FunctionConfig,
     assert third["s3-bucket"] == "deleted"
     _exists_nothing(plants, aws_env)
     _exists_nothing(shared, aws_env)
+
+
+def test_remove_keeps_a_log_group_that_lambda_made_itself(plants: FunctionConfig,
+                                                          artifacts: tuple[Path, Path],
+                                                          recorder: Recorder,
+                                                          aws_env: dict[str, str]) -> None:
+    unmanaged = dataclasses.replace(plants, log_retention_days=None)
+    deploy(unmanaged, recorder.clients, layer_zip=artifacts[0], batch_pyz=artifacts[1],
+           waiting=FAST)
+    logs = _client("logs", aws_env["AWS_ENDPOINT_URL"])
+    group = f"/aws/lambda/{plants.name}"
+    logs.create_log_group(logGroupName=group)  # what Lambda does on the first invocation
+    outcomes = {o.resource: o for o in remove(unmanaged, recorder.clients, waiting=FAST)}
+    assert outcomes["log-group"].action == "kept"
+    assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] != []

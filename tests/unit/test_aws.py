@@ -45,3 +45,10 @@ def test_batch_calls_are_retried_by_the_hand_off_not_by_botocore() -> None:
     root = factory()
     assert root.client("batch").meta.config.retries["total_max_attempts"] == 1
     assert root.s3().meta.config.retries["total_max_attempts"] == 6
+
+
+def test_a_synchronous_invoke_is_sent_once_and_may_wait_out_a_900_s_function() -> None:
+    invoker = factory().invoker()
+    assert invoker.meta.config.retries["total_max_attempts"] == 1
+    assert invoker.meta.config.read_timeout > 900
+    assert factory().client("lambda").meta.config.retries["total_max_attempts"] == 6

@@ -520,9 +520,10 @@ class FakeRunner:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
-                 state_dir: Path, progress: Callable[[str], None]) -> FakeReport:
+                 state_dir: Path, progress: Callable[[str], None],
+                 max_wait: float) -> FakeReport:
         self.calls.append({"fdl": fdl, "puts": list(puts), "timeout": timeout,
-                           "state_dir": state_dir})
+                           "state_dir": state_dir, "max_wait": max_wait})
         progress("embedded AWS endpoint: http://127.0.0.1:5555")
         progress("uploaded daisy.jpg")
         return self.report
@@ -544,12 +545,12 @@ def _local_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
 def test_local_runs_the_session_and_prints_progress_then_the_table(tmp_path: Path) -> None:
     runner = FakeRunner(FakeReport(rows=ROWS, ok=True))
     ctx, out, err = context()
-    code = run_local_command(_local_args(tmp_path, "--timeout", "5", "--state-dir", "st"),
-                             ctx, runner=runner)
+    code = run_local_command(_local_args(tmp_path, "--timeout", "5", "--state-dir", "st",
+                                         "--max-wait", "90"), ctx, runner=runner)
     assert code == 0
     assert runner.calls == [{"fdl": Path("function.yaml"),
                              "puts": [tmp_path / "daisy.jpg", tmp_path / "rose.jpg"],
-                             "timeout": 5.0, "state_dir": Path("st")}]
+                             "timeout": 5.0, "state_dir": Path("st"), "max_wait": 90.0}]
     assert err.getvalue() == ("embedded AWS endpoint: http://127.0.0.1:5555\n"
                               "uploaded daisy.jpg\n")
     header, row = out.getvalue().splitlines()

@@ -866,3 +866,17 @@ def test_to_json_round_trips_like_to_yaml() -> None:
     config = parse(base(), check_files=False)
     assert parse(json.loads(to_json(config)), check_files=False) == config
     assert parse(yaml.safe_load(to_json(config)), check_files=False) == config
+
+
+def test_a_delegating_function_reading_another_provider_needs_its_own_handoff_bucket() -> None:
+    data = base()
+    data.update(execution_mode="batch", batch={"compute_resources": {
+        "subnets": ["s-1"], "security_group_ids": ["sg-1"]}})
+    data["storage_providers"] = {"s3": {"minio": {"endpoint": "http://minio:9000"}}}
+    data["input"] = [{"storage_provider": "s3.minio", "path": "data/in"}]
+    with pytest.raises(ConfigError) as err:
+        parse(data, check_files=False)
+    assert any(p.startswith("handoff.bucket: missing, and the first input is on storage "
+                            "provider s3.minio") for p in err.value.problems)
+    data["handoff"] = {"bucket": "my-staging"}
+    assert parse(data, check_files=False).handoff_bucket == "my-staging"

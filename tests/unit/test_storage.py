@@ -192,3 +192,14 @@ def test_content_type_guesses_or_falls_back_to_octet_stream(rel: str, expected: 
 
 def test_uploaded_uri() -> None:
     assert Uploaded(bucket="b", key="x/y z.txt", size=3).uri == "s3://b/x/y z.txt"
+
+
+def test_an_output_dir_replaced_by_a_symlink_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "task"
+    secret.mkdir()
+    (secret / "function_config.yaml").write_text("secret_key: hunter2\n")
+    output = tmp_path / "work" / "output"
+    output.parent.mkdir()
+    output.symlink_to(secret)  # the script did: rm -rf "$TMP_OUTPUT_DIR"; ln -s /var/task ...
+    with pytest.raises(StageOutError, match="through a symlink; nothing is uploaded"):
+        select_outputs(output)
