@@ -120,8 +120,9 @@ class LocalCloud:
         self.lambdas = self._stack.enter_context(LambdaExecutor(
             self.clients, endpoint_env=endpoint.env, store=self.store,
             work_root=self.state_dir / "lambda",
-            code=lambda name: codes[_function_name(name)],
-            layers=lambda arn: _layer_file(arn, layer_zip), timeout_override=self.timeout))
+            code=codes.__getitem__,  # called with the FunctionName Lambda reports
+            # locally the only layer whose content is at hand is the supervisor's own
+            layers=lambda arn: layer_zip, timeout_override=self.timeout))
         host = LocalHost(
             base_env=base_env(os.environ, endpoint.env),
             host_paths={HOST_DIR: self.batch_pyz.resolve().parent},
@@ -188,15 +189,6 @@ def _clients(url: str) -> ClientFactory:
     session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
                                     region_name="us-east-1")
     return ClientFactory(session=session, endpoint_url=url)
-
-
-def _function_name(name_or_arn: str) -> str:
-    return name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]
-
-
-def _layer_file(arn: str, layer_zip: Path) -> Path:
-    """Locally the only layer whose content is at hand is the supervisor's own."""
-    return layer_zip
 
 
 def _run_until_quiet(source: EventSource, lambdas: LambdaExecutor,
