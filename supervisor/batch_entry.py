@@ -80,7 +80,7 @@ from .errors import (
     SupervisorError,
 )
 from .events import InputObject
-from .handoff import HANDOFF_ENV, REQUEST_ID_ENV, parse_s3_uri, read_handoff
+from .handoff import HANDOFF_ENV, REQUEST_ID_ENV, delete_handoff, parse_s3_uri, read_handoff
 from .jsonlog import JsonLogging, install
 from .pipeline import Job, run_job
 from .result import RecordResult
@@ -368,6 +368,23 @@ def _log_script_line(line: str) -> None:
     script_log.info(line)
 
 
+def _forget_handoff(environ: Mapping[str, str], settings: Settings,
+                    clients: ClientFactory) -> None:
+    """Delete a succeeded job's hand-off document (a failed one is kept for Batch's retry).
+
+    Not in a multi-node job: another node may not have read it yet.
+    """
+    uri = environ.get(HANDOFF_ENV, "").strip()
+    if not uri or settings.node_index is not None:
+        return
+    try:
+        delete_handoff(clients.s3(), uri)
+    except DelegationError as exc:  # the job succeeded: a leftover document is no failure
+        log.warning("hand-off document left in place", extra={"error": str(exc)})
+    else:
+        log.info("hand-off document deleted", extra={"handoff": uri})
+
+
 def _run(environ: Mapping[str, str], stdin: Optional[TextIO],
          clients: Optional[ClientFactory], logging_setup: JsonLogging) -> int:
     start = time.monotonic()
@@ -398,6 +415,8 @@ def _run(environ: Mapping[str, str], stdin: Optional[TextIO],
         failure = exc
         codes.append(exit_code_for(exc))
     code = next((c for c in codes if c != EX_OK), EX_OK)
+    if code == EX_OK and failure is None:
+        _forget_handoff(environ, settings, factory)
     uploaded = [uri for r in results for uri in r.uploaded]
     if results or request_id is not None:
         log.info("job done", extra={

@@ -24,7 +24,7 @@ from .watchdog import Deadline
 __all__ = [
     "SCHEMA_VERSION", "HANDOFF_ENV", "REQUEST_ID_ENV", "Handoff", "job_name",
     "staging_key", "build_submit_request", "check_limits", "write_handoff",
-    "read_handoff", "submit_job", "parse_s3_uri",
+    "read_handoff", "delete_handoff", "submit_job", "parse_s3_uri",
 ]
 
 SCHEMA_VERSION = 1
@@ -149,6 +149,17 @@ def read_handoff(s3: Any, uri: str) -> Handoff:
     except (ClientError, BotoCoreError) as exc:
         raise DelegationError(f"cannot read the hand-off {uri}: {exc}") from exc
     return Handoff.from_json(body)
+
+
+def delete_handoff(s3: Any, uri: str) -> None:
+    """Remove a document once its job has succeeded: it holds the configuration's secrets."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = parse_s3_uri(uri)
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        raise DelegationError(f"cannot delete the hand-off {uri}: {exc}") from exc
 
 
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")

@@ -189,6 +189,8 @@ def test_batch_mode_hands_off_without_running_and_the_job_completes_on_batch(
     done = run_batch_entry(dict(aws_env, **job_env), tmp_path)
     assert done.returncode == 0, done.stderr
     assert marker.exists()  # ran on "Batch"
+    bucket, key = parse_s3_uri(job_env[HANDOFF_ENV])
+    assert "Contents" not in fn.s3.list_objects_v2(Bucket=bucket, Prefix=key)  # secrets gone
     assert fn.outputs() == ["output/res/out.txt"]
     text = fn.s3.get_object(Bucket=fn.bucket, Key="output/res/out.txt")["Body"].read()
     assert text.decode() == "batch req-batch-1 from s3\n"
@@ -200,9 +202,12 @@ def test_batch_side_exit_code_is_the_scripts_and_nothing_is_uploaded(
     _, body = fn.invoke(event_of(fn.put()), config)
     (record,) = body["records"]
 
-    done = run_batch_entry(dict(aws_env, **fn.job_environment(record["job_id"])), tmp_path)
+    job_env = fn.job_environment(record["job_id"])
+    done = run_batch_entry(dict(aws_env, **job_env), tmp_path)
     assert done.returncode == 9
     assert fn.outputs() == []
+    bucket, key = parse_s3_uri(job_env[HANDOFF_ENV])
+    assert fn.s3.list_objects_v2(Bucket=bucket, Prefix=key)["KeyCount"] == 1  # for a retry
     assert done.stderr.splitlines()[-1].startswith("supervisor-batch: ")
 
 
