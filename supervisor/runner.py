@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, Sequence
 
 from .errors import ScriptError
-from .watchdog import Clock, Deadline, kill_group
+from .watchdog import Clock, Deadline, become_subreaper, children, kill_group, kill_strays
 from .workdir import WorkDirs
 
 __all__ = [
@@ -412,6 +412,8 @@ def run(
         log = open(log_path, "wb")
     except OSError as exc:
         raise ScriptError(f"cannot open the script log {log_path}: {exc}") from exc
+    adopting = become_subreaper()
+    before = children() if adopting else set()  # ours already, not the script's
     started = clock()
     try:
         proc = subprocess.Popen(
@@ -449,8 +451,11 @@ def run(
     finally:
         # Normal exit, timeout or an exception here: nothing of the group
         # may outlive the run (a backgrounded grandchild would also hold
-        # the pipe open and keep the reader from ever seeing EOF).
+        # the pipe open and keep the reader from ever seeing EOF), nor what
+        # left the group and was handed to this process as its subreaper.
         kill_group(proc.pid, grace=grace, leader=proc)
+        if adopting:
+            kill_strays(before)
         pump.thread.join(_READER_JOIN)
         if pump.thread.is_alive():  # someone outside the group holds the pipe
             pump.stop()

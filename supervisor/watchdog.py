@@ -11,17 +11,22 @@ reads the time takes a ``clock`` argument so tests can pass a fake one.
 """
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 from .errors import ScriptError
 
-__all__ = ["Clock", "Deadline", "kill_group", "group_alive"]
+__all__ = ["Clock", "Deadline", "kill_group", "group_alive", "children", "become_subreaper",
+           "kill_strays"]
+
+_PR_SET_CHILD_SUBREAPER = 36
+_STRAY_ROUNDS = 8
 
 Clock = Callable[[], float]
 """A source of monotonic seconds, ``time.monotonic`` unless a test passes another."""
@@ -83,16 +88,13 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def _live_members_in_proc(pgid: int) -> Optional[bool]:
-    """Whether ``/proc`` shows a non-zombie process in group ``pgid``.
-
-    ``None`` when ``/proc`` cannot be read (not Linux): the caller then
-    trusts ``killpg(pgid, 0)`` alone.
-    """
+def _proc_table() -> Optional[list[tuple[int, str, int, int]]]:
+    """``(pid, state, ppid, pgrp)`` of every process ``/proc`` shows; None without ``/proc``."""
     try:
         entries = list(_PROC.iterdir())
     except OSError:
         return None
+    table = []
     for entry in entries:
         if not entry.name.isdigit():
             continue
@@ -102,12 +104,71 @@ def _live_members_in_proc(pgid: int) -> Optional[bool]:
             continue
         # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parens.
         fields = stat.rpartition(")")[2].split()
-        if len(fields) < 3:
+        if len(fields) < 3 or not fields[1].isdigit() or not fields[2].isdigit():
             continue
-        state, pgrp = fields[0], fields[2]
-        if pgrp == str(pgid) and state not in ("Z", "X"):
-            return True
-    return False
+        table.append((int(entry.name), fields[0], int(fields[1]), int(fields[2])))
+    return table
+
+
+def _live_members_in_proc(pgid: int) -> Optional[bool]:
+    """Whether ``/proc`` shows a non-zombie process in group ``pgid``.
+
+    ``None`` when ``/proc`` cannot be read (not Linux): the caller then
+    trusts ``killpg(pgid, 0)`` alone.
+    """
+    table = _proc_table()
+    if table is None:
+        return None
+    return any(pgrp == pgid and state not in ("Z", "X") for _, state, _, pgrp in table)
+
+
+def children() -> set[int]:
+    """The pids of this process's children (empty where ``/proc`` cannot be read)."""
+    me = os.getpid()
+    return {pid for pid, _, ppid, _ in _proc_table() or () if ppid == me}
+
+
+@functools.lru_cache(maxsize=1)
+def become_subreaper() -> bool:
+    """Adopt this process's orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A script's process that leaves its process group (``setsid``) and outlives
+    its parent is then handed to the supervisor instead of to init, where
+    :func:`kill_strays` finds it. Returns whether it took effect.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # not Linux, or no prctl
+        return False
+
+
+def kill_strays(before: Collection[int]) -> list[int]:
+    """SIGKILL and reap every child of this process not in ``before``; returns their pids.
+
+    For a subreaper these are what a script left behind outside its process
+    group. Their own children come to this process as they die, so this goes
+    on until none is left (a few rounds at most).
+    """
+    killed: list[int] = []
+    for _ in range(_STRAY_ROUNDS):
+        strays = children() - set(before)
+        if not strays:
+            break
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            killed.append(pid)
+    return killed
 
 
 def group_alive(pgid: int) -> bool:
