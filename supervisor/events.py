@@ -20,7 +20,7 @@ from urllib.parse import unquote_plus
 
 from supervisor.errors import EventError
 
-__all__ = ["InputObject", "parse", "script_from_event"]
+__all__ = ["InputObject", "parse", "parse_each", "script_from_event"]
 
 _S3_SOURCE = "aws:s3"
 _S3_TEST_EVENT = "s3:TestEvent"
@@ -92,11 +92,28 @@ def parse(raw: Union[Mapping[str, Any], str, bytes]) -> list[InputObject]:
     Raises ``EventError`` (one line: field path, problem, expectation) when
     the event is not such an S3 event.
     """
+    objects, problems = parse_each(raw)
+    if problems:
+        raise problems[0][1]
+    return objects
+
+
+def parse_each(raw: Union[Mapping[str, Any], str, bytes]
+               ) -> tuple[list[InputObject], list[tuple[Mapping[str, Any], EventError]]]:
+    """Like :func:`parse`, but a bad record does not sink the others.
+
+    Returns the good records' objects and, for each bad record, the raw
+    record (``{}`` when it is not a mapping) and its ``EventError``. Raises
+    ``EventError`` only when the event as a whole is not an S3 event.
+    """
     if isinstance(raw, (str, bytes, bytearray)):
         event = _loads(raw, "event")
     else:
         event = raw
-    return _parse_event(event, prefix="", where="not an S3 event", allow_envelopes=True)
+    problems: list[tuple[Mapping[str, Any], EventError]] = []
+    objects = _parse_event(event, prefix="", where="not an S3 event", allow_envelopes=True,
+                           problems=problems)
+    return objects, problems
 
 
 def script_from_event(raw: Mapping[str, Any]) -> Optional[str]:
@@ -146,7 +163,8 @@ def _loads(text: Union[str, bytes, bytearray], what: str) -> Any:
 
 
 def _parse_event(
-    event: Any, prefix: str, where: str, allow_envelopes: bool
+    event: Any, prefix: str, where: str, allow_envelopes: bool,
+    problems: list[tuple[Mapping[str, Any], EventError]],
 ) -> list[InputObject]:
     """Records of one S3 event found at ``prefix`` (``""`` at the top level)."""
     if isinstance(event, Mapping) and "Records" not in event:
@@ -160,23 +178,21 @@ def _parse_event(
     objects: list[InputObject] = []
     for index, record in enumerate(records):
         path = f"{prefix}Records[{index}]"
-        if not isinstance(record, Mapping):
-            raise EventError(f"{path} is {_type_name(record)}; {_EXPECTED_RECORD}")
-        if allow_envelopes and "s3" not in record:
-            inner = _envelope_body(record, path)
-            if inner is not None:
-                body_path, body = inner
-                event_inner = _loads(body, body_path)
-                objects.extend(
-                    _parse_event(
-                        event_inner,
-                        prefix=f"{body_path}.",
-                        where=f"{body_path} is not an S3 event",
-                        allow_envelopes=False,
-                    )
-                )
+        try:
+            if not isinstance(record, Mapping):
+                raise EventError(f"{path} is {_type_name(record)}; {_EXPECTED_RECORD}")
+            inner = _envelope_body(record, path) if allow_envelopes and "s3" not in record \
+                else None
+            if inner is None:
+                objects.append(_parse_record(record, path))
                 continue
-        objects.append(_parse_record(record, path))
+            body_path, body = inner
+            event_inner = _loads(body, body_path)
+            objects.extend(_parse_event(event_inner, prefix=f"{body_path}.",
+                                        where=f"{body_path} is not an S3 event",
+                                        allow_envelopes=False, problems=problems))
+        except EventError as exc:  # this record only: the others still count
+            problems.append((record if isinstance(record, Mapping) else {}, exc))
     return objects
 
 

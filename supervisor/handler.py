@@ -21,7 +21,7 @@ from . import config as config_mod
 from .aws import ClientFactory
 from .config import FunctionConfig
 from .errors import EventError, HandoffInProgress, ScriptTimeout, SupervisorError
-from .events import InputObject, parse
+from .events import InputObject, parse_each
 from .pipeline import Job, run_job
 from .plan import delegate_reason
 from .result import RecordResult, build_response, response_headers
@@ -71,7 +71,7 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
     metrics = _Metrics(environ)
     try:
         try:
-            objects = parse(event)
+            objects, bad_records = parse_each(event)
         except EventError as exc:
             logger.error("not a usable S3 event", extra={"error": str(exc)})
             metrics.count("Failures")
@@ -83,6 +83,7 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
             logger.error("cannot process the event", extra={"error": str(exc)})
             results = [_skipped(o) if not o.is_create else _failed(o, str(exc))
                        for o in objects]
+            results += [_malformed(record, bad) for record, bad in bad_records]
             metrics.count("Failures")
             return build_response(results, error=str(exc), headers=headers)
         if config.log_level:
@@ -91,6 +92,7 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
                           environ=environ, clients=clients.with_providers(config.storage_providers),
                           remaining_ms=remaining_ms, context=context, clock=clock)
         results = [run.process(obj) for obj in objects]
+        results += [_malformed(record, exc) for record, exc in bad_records]
         for result in results:
             metrics.record(result)
         response = build_response(results, headers=headers)
@@ -198,6 +200,18 @@ def _log_script_line(line: str) -> None:
 def _skipped(obj: InputObject, reason: Optional[str] = None) -> RecordResult:
     return RecordResult(bucket=obj.bucket, key=obj.key, status="skipped",
                         reason=reason or f"{obj.event_name} is not an object creation")
+
+
+def _malformed(record: Mapping[str, Any], error: EventError) -> RecordResult:
+    """A record that is not a usable S3 record: failed, with what could be read of it."""
+    def part(mapping: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+        value = mapping.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    s3 = part(record, "s3")
+    return RecordResult(bucket=str(part(s3, "bucket").get("name") or ""),
+                        key=str(part(s3, "object").get("key") or ""),
+                        status="failed", error=str(error))
 
 
 def _failed(obj: InputObject, error: str, duration: float = 0.0) -> RecordResult:

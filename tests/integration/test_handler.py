@@ -259,3 +259,21 @@ def test_a_script_that_swaps_its_output_dir_for_a_symlink_uploads_nothing(
     (record,) = body["records"]
     assert record["status"] == "failed" and "symlink" in record["error"]
     assert keys(s3, bucket, "output/") == []
+
+
+def test_a_bad_record_fails_alone_and_the_good_ones_still_run(s3: Any, bucket: str,
+                                                              aws_env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    script = write_script(tmp_path, NESTED_SCRIPT)
+    good = put(s3, bucket, "input/a.txt", b"alpha")
+    broken = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+              "s3": {"bucket": {"name": bucket}, "object": {"size": 3}}}  # no key
+    response, body = invoke(event_of(good, broken), make_config(bucket, script), aws_env,
+                            tmp_path)
+
+    assert response["statusCode"] == 500
+    first, second = body["records"]
+    assert (first["key"], first["status"]) == ("input/a.txt", "completed")
+    assert (second["bucket"], second["status"]) == (bucket, "failed")
+    assert "Records[1].s3.object.key is missing" in second["error"]
+    assert "output/deep/er/a.txt.copy.txt" in keys(s3, bucket, "output/")

@@ -425,3 +425,18 @@ def test_script_not_utf8_names_the_field() -> None:
 def test_script_not_a_string_names_the_field() -> None:
     with pytest.raises(EventError, match=r"^event field 'script' is a list"):
         script_from_event({"script": ["echo hi"]})
+
+
+def test_parse_each_keeps_the_good_records_and_reports_each_bad_one() -> None:
+    from supervisor.events import parse_each
+
+    good = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": "in/a+b.txt", "size": 1}}}
+    event = {"Records": [good, "junk", {"eventSource": "aws:sqs", "body": "{"}, good]}
+    objects, problems = parse_each(event)
+    assert [o.key for o in objects] == ["in/a b.txt", "in/a b.txt"]
+    assert [str(err).split(" ", 1)[0] for _, err in problems] == ["Records[1]",
+                                                                 "Records[2].body"]
+    assert problems[0][0] == {} and problems[1][0]["eventSource"] == "aws:sqs"
+    with pytest.raises(EventError, match=r"^Records\[1\] is a string"):
+        parse(event)
