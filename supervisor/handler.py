@@ -118,6 +118,9 @@ class _Invocation:
         self.clients = clients
         self.clock = clock
         threshold = float(config.container.timeout_threshold)
+        # The kill must leave most of the threshold to the hand-off: a script that ignores
+        # SIGTERM gets a quarter of it (at most 2 s) before SIGKILL.
+        self.grace = min(2.0, max(0.1, threshold / 4))
         if remaining_ms is None:
             self.deadline = Deadline.none()
             handoff_deadline = Deadline.none()
@@ -149,7 +152,8 @@ class _Invocation:
             try:
                 return run_job(Job(obj=obj, config=self.config, script=self.script,
                                    request_id=self.request_id, execution_service="lambda",
-                                   deadline=self.deadline, image_file=self.image_file),
+                                   deadline=self.deadline, image_file=self.image_file,
+                                   grace=self.grace),
                                clients=self.clients, base_env=self.environ,
                                work_base=self.work_base, on_line=_log_script_line,
                                clock=self.clock)

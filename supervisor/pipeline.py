@@ -39,6 +39,7 @@ class Job:
     deadline: Deadline = Deadline.none()
     upload: bool = True  # False on the non-main nodes of a multi-node Batch job
     image_file: Optional[Path] = None  # run the script in this image archive (udocker)
+    grace: float = 2.0  # seconds between SIGTERM and SIGKILL when the deadline passes
 
 
 def input_provider(config: FunctionConfig, bucket: str) -> str:
@@ -151,11 +152,11 @@ def _run_script(job: Job, work: WorkDirs, input_file: Path, script_path: Path,
         pass_aws_credentials=config.container.pass_aws_credentials)
     if job.image_file is None:
         return run(script_argv(script_path), env=env, cwd=work.root, deadline=job.deadline,
-                   log_path=work.log_path, on_line=on_line, clock=clock)
+                   log_path=work.log_path, on_line=on_line, clock=clock, grace=job.grace)
     try:
         spec = spec_from_environ(job.image_file, base_env)
     except ValueError as exc:
         raise ScriptError(f"container: {exc}") from exc
     return run_in_container(spec, script_path=script_path, work=work, env=env,
                             deadline=job.deadline, log_path=work.log_path, on_line=on_line,
-                            clock=clock, host_env=base_env)
+                            clock=clock, host_env=base_env, grace=job.grace)

@@ -105,6 +105,7 @@ class Function:
         if request_id:
             context.aws_request_id = request_id
         response = handle(event, context, environ=environ, clients=ClientFactory())
+        self.left_ms = context.get_remaining_time_in_millis()  # 0: Lambda would have killed it
         return response, json.loads(response["body"])
 
     def jobs(self) -> list[dict[str, Any]]:
@@ -322,3 +323,13 @@ def test_lambda_batch_hands_off_when_the_download_outlasts_the_budget(
         fn.bucket)
     assert not marker.exists()  # the script never ran in Lambda
     assert len(fn.jobs()) == 1
+
+
+def test_a_script_ignoring_sigterm_is_still_handed_off_before_the_lambda_deadline(
+        fn: Function) -> None:
+    config = fn.config(mode="lambda-batch", script="trap '' TERM\nsleep 60\n", threshold=2)
+    _, body = fn.invoke(event_of(fn.put()), config, timeout=5)
+
+    (record,) = body["records"]
+    assert record["status"] == "delegated", record
+    assert fn.left_ms > 0  # the kill's grace left the hand-off time inside the invocation
