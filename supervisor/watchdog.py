@@ -26,6 +26,7 @@ __all__ = ["Clock", "Deadline", "kill_group", "group_alive", "children", "become
            "kill_strays"]
 
 _PR_SET_CHILD_SUBREAPER = 36
+_TASKS = "/proc/self/task"
 _STRAY_ROUNDS = 8
 
 Clock = Callable[[], float]
@@ -123,7 +124,21 @@ def _live_members_in_proc(pgid: int) -> Optional[bool]:
 
 
 def children() -> set[int]:
-    """The pids of this process's children (empty where ``/proc`` cannot be read)."""
+    """The pids of this process's children (empty where ``/proc`` cannot be read).
+
+    Read from each thread's ``/proc/self/task/<tid>/children`` (a few files),
+    else from the whole process table.
+    """
+    try:
+        kids: set[int] = set()
+        for tid in os.listdir(_TASKS):
+            with open(f"{_TASKS}/{tid}/children", encoding="ascii") as listing:
+                kids.update(int(pid) for pid in listing.read().split())
+        return kids
+    except FileNotFoundError:  # a thread ended while we looked: ask again, the long way
+        pass
+    except OSError:  # no per-thread children lists (old kernel, restricted /proc)
+        pass
     me = os.getpid()
     return {pid for pid, _, ppid, _ in _proc_table() or () if ppid == me}
 
