@@ -78,7 +78,7 @@ class Delegator:
         handoff = Handoff(record=dict(obj.record), function_config=to_mapping(config),
                           script=self._script, request_id=self._request_id,
                           function_name=config.name, created_at=now_iso(), reason=reason)
-        key = staging_key(config.handoff_prefix, handoff)
+        key = staging_key(config.handoff_prefix, handoff, obj.identity)
         uri = f"s3://{bucket}/{key}"
         request = build_submit_request(config, handoff_uri=uri, request_id=self._request_id,
                                        bucket=obj.bucket, key=obj.key)

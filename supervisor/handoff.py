@@ -101,17 +101,12 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _record_identity(record: Mapping[str, Any]) -> str:
-    s3 = record.get("s3", {})
-    obj = s3.get("object", {})
-    parts = [s3.get("bucket", {}).get("name", ""), obj.get("key", ""),
-             obj.get("versionId") or obj.get("sequencer") or obj.get("eTag") or ""]
-    return "\0".join(str(p) for p in parts)
+def staging_key(prefix: str, handoff: Handoff, identity: str) -> str:
+    """Where the document goes: ``<prefix><function>/<request id>/<hash of identity>.json``.
 
-
-def staging_key(prefix: str, handoff: Handoff) -> str:
-    """Where the document goes: ``<prefix><function>/<request id>/<record hash>.json``."""
-    digest = hashlib.sha256(_record_identity(handoff.record).encode()).hexdigest()[:16]
+    ``identity`` tells the event's objects apart (``InputObject.identity``).
+    """
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     prefix = prefix.strip("/")
     head = f"{prefix}/" if prefix else ""
     return f"{head}{handoff.function_name}/{handoff.request_id}/{digest}.json"

@@ -78,12 +78,10 @@ def test_handoff_that_is_not_json_is_a_clear_error() -> None:
 
 
 def test_staging_key_is_under_the_prefix_and_differs_per_object() -> None:
-    key = staging_key("supervisor-handoff/", handoff())
+    key = staging_key("supervisor-handoff/", handoff(), "in/a b.txt#seq=0A1")
     assert key.startswith("supervisor-handoff/plants/req-1/") and key.endswith(".json")
-    other = handoff(record={**RECORD, "s3": {"bucket": {"name": "in"},
-                                             "object": {"key": "c.txt", "sequencer": "0A2"}}})
-    assert staging_key("supervisor-handoff/", other) != key
-    assert staging_key("", handoff()).startswith("plants/req-1/")
+    assert staging_key("supervisor-handoff/", handoff(), "in/c.txt#seq=0A2") != key
+    assert staging_key("", handoff(), "in/a b.txt#seq=0A1").startswith("plants/req-1/")
 
 
 @pytest.mark.parametrize("uri", ["s3://b", "http://b/k", "s3:///k", "s3://b/", ""])
