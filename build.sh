@@ -13,10 +13,19 @@ PY=$VENV/bin/python
 log() { printf '==> %s\n' "$*" >&2; }
 
 ensure_system_packages() {
-  # proot runs udocker containers (execmode P1); busybox-static builds the tiny test image.
+  # proot runs udocker containers (execmode P1); busybox-static builds the tiny test image;
+  # docker-registry and skopeo serve and push test images; fakechroot and patchelf run
+  # execmode F1; libseccomp2 lets the tests deny ptrace as Lambda does.
   local missing=()
   command -v proot >/dev/null 2>&1 || missing+=(proot)
   [ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
+  [ -x /usr/bin/skopeo ] || missing+=(skopeo)
+  [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+  [ -f /usr/lib/x86_64-linux-gnu/fakechroot/libfakechroot.so ] \
+    || dpkg -s libfakechroot >/dev/null 2>&1 || missing+=(fakechroot)
+  [ -x /usr/bin/patchelf ] || missing+=(patchelf)
+  compgen -G '/usr/lib/*/libseccomp.so.2' >/dev/null \
+    || compgen -G '/usr/lib64/libseccomp.so.2' >/dev/null || missing+=(libseccomp2)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" != 0 ]; then
     log "missing system packages: ${missing[*]} (install them: apt-get install -y ${missing[*]})"

@@ -190,3 +190,20 @@ def built(package: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
     assert proc.returncode == 0, proc.stderr
     return Built(out=out, layer=out / "supervisor-layer.zip", pyz=out / "supervisor-batch.pyz",
                  stdout=proc.stdout, stderr=proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Debian ``docker-registry`` on a free loopback port for the session (a
+    ``support.registry.Registry``); skips when docker-registry or skopeo is missing."""
+    from support.registry import Registry, missing_tools
+
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"needs {' and '.join(missing)}: apt-get install {' '.join(missing)}")
+    server = Registry(tmp_path_factory.mktemp("registry"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,1 @@
+"""Test helpers that run real programs: an image registry, a no-ptrace launcher."""
