@@ -69,6 +69,7 @@ from . import __version__, events
 from . import config as config_mod
 from .aws import ClientFactory
 from .config import FunctionConfig
+from .container.spec import ContainerSettings, ContainerSpec, choose_execmode
 from .errors import (
     ConfigError,
     DelegationError,
@@ -333,6 +334,18 @@ def _scar_script(environ: Mapping[str, str], event: Mapping[str, Any],
 
 # --------------------------------------------------------------------------- running
 
+def _job_container(settings: Settings, config: FunctionConfig,
+                   environ: Mapping[str, str]) -> Optional[ContainerSpec]:
+    """On Batch the job already runs in its image; an image archive the local Batch
+    executor names (``SUPERVISOR_JOB_IMAGE_FILE``) stands for that container."""
+    if settings.image_file is None:
+        return None
+    container = ContainerSettings.from_environ(environ)
+    return ContainerSpec(image=str(settings.image_file), settings=container,
+                         image_file=settings.image_file,
+                         execmode=choose_execmode(config.container.execmode, container))
+
+
 def _process(obj: InputObject, work: _Work, settings: Settings, clients: ClientFactory,
              environ: Mapping[str, str], logging_setup: JsonLogging) -> tuple[RecordResult, int]:
     """One record, its own error boundary: a failure is a failed result and its exit code."""
@@ -347,7 +360,7 @@ def _process(obj: InputObject, work: _Work, settings: Settings, clients: ClientF
         job = Job(obj=obj, config=work.config, script=work.script,
                   request_id=work.request_id, execution_service="batch",
                   deadline=settings.deadline(), upload=settings.upload,
-                  image_file=settings.image_file)
+                  container=_job_container(settings, work.config, environ))
         result = run_job(job, clients=clients, base_env=environ,
                          work_base=settings.work_base, on_line=_log_script_line)
     except Exception as exc:  # the record's error boundary; the next record still runs

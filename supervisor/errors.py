@@ -13,6 +13,7 @@ them into a response or an exit code.
     ├── StageInError       the input object could not be downloaded
     ├── StageOutError      an output could not be uploaded
     ├── ScriptError        the user's script could not be found or started
+    │   └── ImageError     the container image could not be had (pulled, loaded, set up)
     ├── ScriptTimeout      the script exceeded its time budget
     └── DelegationError    the job could not be handed to AWS Batch
         └── HandoffInProgress  a duplicate event while another invocation hands it off
@@ -28,6 +29,7 @@ __all__ = [
     "StageInError",
     "StageOutError",
     "ScriptError",
+    "ImageError",
     "ScriptTimeout",
     "DelegationError",
     "HandoffInProgress",
@@ -65,6 +67,11 @@ class StageOutError(SupervisorError):
 
 class ScriptError(SupervisorError):
     """The user's script could not be found or started."""
+
+
+class ImageError(ScriptError):
+    """The container image could not be had: unknown name, registry down, disk full, bad
+    archive, or a sandbox that cannot run it. The message names the image as configured."""
 
 
 class ScriptTimeout(SupervisorError):

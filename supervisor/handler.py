@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 from . import config as config_mod
 from .aws import ClientFactory
 from .config import FunctionConfig
+from .container.spec import ContainerSettings, ContainerSpec, spec_for
 from .errors import EventError, HandoffInProgress, ScriptTimeout, SupervisorError
 from .events import InputObject, parse_each
 from .pipeline import Job, run_job
@@ -79,6 +80,8 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
         try:
             config = config_mod.load(environ)
             script = resolve_script(event, config)
+            container = spec_for(config.container, ContainerSettings.from_environ(environ),
+                                 on_lambda=True)
         except SupervisorError as exc:  # the configuration or the script: every record fails
             logger.error("cannot process the event", extra={"error": str(exc)})
             results = [_skipped(o) if not o.is_create else _failed(o, str(exc))
@@ -88,7 +91,8 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
             return build_response(results, error=str(exc), headers=headers)
         if config.log_level:
             logger.setLevel(config.log_level)
-        run = _Invocation(config=config, script=script, request_id=request_id,
+        run = _Invocation(config=config, script=script, container=container,
+                          request_id=request_id,
                           environ=environ, clients=clients.with_providers(config.storage_providers),
                           remaining_ms=remaining_ms, context=context, clock=clock)
         results = [run.process(obj) for obj in objects]
@@ -107,7 +111,8 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
 class _Invocation:
     """The per-invocation state: config, script, deadlines, the delegator."""
 
-    def __init__(self, *, config: FunctionConfig, script: str, request_id: str,
+    def __init__(self, *, config: FunctionConfig, script: str,
+                 container: Optional[ContainerSpec], request_id: str,
                  environ: Mapping[str, str], clients: ClientFactory,
                  remaining_ms: Optional[int], context: Any,
                  clock: Callable[[], float]) -> None:
@@ -128,8 +133,7 @@ class _Invocation:
             self.deadline = Deadline.from_remaining_ms(remaining_ms, threshold, clock)
             handoff_deadline = Deadline.from_remaining_ms(remaining_ms, HANDOFF_MARGIN_S, clock)
         self.work_base = Path(environ.get(WORK_DIR_ENV) or tempfile.gettempdir())
-        image = config.container.image_file
-        self.image_file = Path(image) if image else None
+        self.container = container
         self._handoff_deadline = handoff_deadline
         self._context = context if remaining_ms is not None else None
         self._delegator: Optional[Delegator] = None
@@ -152,7 +156,7 @@ class _Invocation:
             try:
                 return run_job(Job(obj=obj, config=self.config, script=self.script,
                                    request_id=self.request_id, execution_service="lambda",
-                                   deadline=self.deadline, image_file=self.image_file,
+                                   deadline=self.deadline, container=self.container,
                                    grace=self.grace),
                                clients=self.clients, base_env=self.environ,
                                work_base=self.work_base, on_line=_log_script_line,

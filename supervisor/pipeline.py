@@ -8,17 +8,21 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, TypeVar
 
 from .aws import ClientFactory
 from .config import FunctionConfig
-from .errors import ScriptError, ScriptTimeout
+from .container.spec import ContainerSpec
+from .errors import ScriptTimeout
 from .events import InputObject
 from .result import RecordResult
 from .runner import RunResult, build_env, run, script_argv, write_script
 from .storage import stage_in, stage_out
 from .watchdog import Deadline
 from .workdir import WorkDirs
+
+if TYPE_CHECKING:
+    from .container.prepare import Ready
 
 __all__ = ["Job", "run_job", "input_provider"]
 
@@ -43,7 +47,7 @@ class Job:
     execution_service: str  # "lambda" or "batch"
     deadline: Deadline = Deadline.none()
     upload: bool = True  # False on the non-main nodes of a multi-node Batch job
-    image_file: Optional[Path] = None  # run the script in this image archive (udocker)
+    container: Optional[ContainerSpec] = None  # run the script in this image (udocker)
     grace: float = 2.0  # seconds between SIGTERM and SIGKILL when the deadline passes
 
 
@@ -61,14 +65,29 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
             clock: Callable[[], float] = time.monotonic) -> RecordResult:
     """Download the object, run the script on it, upload what it wrote.
 
+    With a container spec, the image is had first (pulled or loaded once
+    per sandbox; see :mod:`supervisor.container.prepare`), so an image that
+    cannot be had fails the record before anything is downloaded.
+
     Returns ``completed`` when the script exited 0 and every output was
     uploaded, ``failed`` when it exited non-zero (nothing is uploaded).
-    Raises ``ScriptTimeout`` when the deadline passed during stage-in or the
-    script (the work dir, partial outputs included, is gone by then), and the
-    ``StageInError`` / ``StageOutError`` / ``ScriptError`` of the failing step.
+    Raises ``ScriptTimeout`` when the deadline passed while the image was
+    had, during stage-in or the script (the work dir, partial outputs
+    included, is gone by then), and the ``ImageError`` / ``StageInError`` /
+    ``StageOutError`` / ``ScriptError`` of the failing step.
     """
     obj, config = job.obj, job.config
     start = clock()
+    ready = None
+    if job.container is not None:
+        from .container.prepare import prepare
+
+        t0 = clock()
+        ready = prepare(job.container, host_env=base_env, deadline=job.deadline, clock=clock)
+        log.info("image ready", extra={"phase": "image", "seconds": round(clock() - t0, 3),
+                                       "image": job.container.image,
+                                       "execmode": job.container.execmode})
+        work_base = job.container.runs_dir
     work = WorkDirs.create(work_base, label=job.execution_service)
     try:
         t0 = clock()
@@ -80,7 +99,8 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
         log.info("stage-in done", extra={"phase": "stage-in", "seconds": round(clock() - t0, 3),
                                          "bytes": input_file.stat().st_size})
         script_path = write_script(job.script, work)
-        result = _run_script(job, work, input_file, script_path, base_env, on_line, clock)
+        result = _run_script(job, ready, work, input_file, script_path, base_env, on_line,
+                             clock)
         log.info("run done", extra={"phase": "run", "seconds": round(result.duration, 3),
                                     "exit_code": result.exit_code,
                                     "timed_out": result.timed_out})
@@ -146,13 +166,14 @@ def _within(deadline: Deadline, clock: Callable[[], float], what: str,
         raise ScriptTimeout(f"{what} exceeded the time budget") from None
 
 
-def _run_script(job: Job, work: WorkDirs, input_file: Path, script_path: Path,
-                base_env: Mapping[str, str], on_line: Optional[Callable[[str], None]],
+def _run_script(job: Job, ready: Optional["Ready"], work: WorkDirs, input_file: Path,
+                script_path: Path, base_env: Mapping[str, str],
+                on_line: Optional[Callable[[str], None]],
                 clock: Callable[[], float]) -> RunResult:
     """The script on the host (``/bin/sh``), or in the job's image when it names one."""
     obj, config = job.obj, job.config
-    if job.image_file is not None:
-        from .container import container_base_env, run_in_container, spec_from_environ
+    if job.container is not None:
+        from .container.run import container_base_env
 
         script_base_env: Mapping[str, str] = container_base_env(base_env)
     else:
@@ -163,13 +184,11 @@ def _run_script(job: Job, work: WorkDirs, input_file: Path, script_path: Path,
         request_id=job.request_id, execution_service=job.execution_service,
         variables=config.container.environment,
         pass_aws_credentials=config.container.pass_aws_credentials)
-    if job.image_file is None:
+    if job.container is None:
         return run(script_argv(script_path), env=env, cwd=work.root, deadline=job.deadline,
                    log_path=work.log_path, on_line=on_line, clock=clock, grace=job.grace)
-    try:
-        spec = spec_from_environ(job.image_file, base_env)
-    except ValueError as exc:
-        raise ScriptError(f"container: {exc}") from exc
-    return run_in_container(spec, script_path=script_path, work=work, env=env,
+    from .container.run import run_in_container
+
+    return run_in_container(job.container, script_path=script_path, work=work, env=env,
                             deadline=job.deadline, log_path=work.log_path, on_line=on_line,
-                            clock=clock, host_env=base_env, grace=job.grace)
+                            clock=clock, host_env=base_env, ready=ready, grace=job.grace)

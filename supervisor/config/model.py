@@ -63,6 +63,9 @@ class ContainerConfig:
     timeout_threshold: int = 10
     environment: Mapping[str, str] = field(default_factory=dict)
     pass_aws_credentials: bool = False
+    run_on_host: bool = False  # on Lambda, run the script on the host; the image is for Batch
+    execmode: str = "auto"  # udocker execution mode: auto (P1 if ptrace works, else F1), P*, F*
+    insecure_registry: bool = False  # allow plain HTTP to a registry not on loopback
 
 
 @dataclass(frozen=True)

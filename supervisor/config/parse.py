@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
+from ..container.reference import parse_reference
+from ..container.spec import AUTO, EXECMODES
 from ..errors import ConfigError
 from .fields import (
     _BATCH_NAME,
@@ -34,6 +37,8 @@ from .model import (
     S3Provider,
     StoragePath,
 )
+
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+")
 
 
 def parse(data: Mapping[str, Any], *, base_dir: Optional[Path] = None, path: str = "",
@@ -206,10 +211,21 @@ def _parse_container(top: _Section, timeout: int, base_dir: Optional[Path],
                      check_files: bool) -> ContainerConfig:
     section = top.section("container")
     image = section.text("image", "", "must be a container image name")
-    image_file = _local_file(section, "image_file", base_dir, check_files, "image tarball")
-    if not image.strip() and not (image_file and image_file.strip()):
-        section.problem("image", "missing", "set container.image (an image name) or "
-                        "container.image_file (an image tarball)")
+    if image.strip():
+        try:
+            parse_reference(image.strip())
+        except ValueError as exc:
+            section.problem("image", str(exc).split(" (expected")[0], "must be a Docker "
+                            "image reference ([HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST])")
+    raw_file = section.data.get("image_file")
+    if isinstance(raw_file, str) and raw_file.startswith("s3://"):
+        image_file: Optional[str] = raw_file
+        if not _S3_URI.fullmatch(raw_file):
+            section.problem("image_file", f"{raw_file!r} is not an S3 object URI",
+                            "must be a local image tarball or s3://BUCKET/KEY")
+    else:
+        image_file = _local_file(section, "image_file", base_dir, check_files, "image tarball")
+    execmode = section.choice("execmode", AUTO, EXECMODES)
     threshold = section.integer("timeout_threshold", 10, 0, unit="seconds")
     if threshold >= timeout:
         section.problem("timeout_threshold", f"{threshold} is not less than timeout {timeout}",
@@ -220,6 +236,9 @@ def _parse_container(top: _Section, timeout: int, base_dir: Optional[Path],
         timeout_threshold=threshold,
         environment=section.variables("environment"),
         pass_aws_credentials=section.flag("pass_aws_credentials", False),
+        run_on_host=section.flag("run_on_host", False),
+        execmode=execmode,
+        insecure_registry=section.flag("insecure_registry", False),
     )
 
 
@@ -356,11 +375,8 @@ def _parse_batch(section: _Section, mode: str) -> BatchConfig:
         launch_template_name=compute.text("launch_template_name", defaults.launch_template_name),
         instance_role=compute.text("instance_role", defaults.instance_role),
     )
-    if mode != "lambda":
-        for key in ("security_group_ids", "subnets"):
-            if not getattr(resources, key) and compute.get(key) in (None, [], ()):
-                compute.problem(key, "missing", f"execution_mode {mode} needs a list of at "
-                                f"least one {key.rstrip('s').replace('_ids', '_id')}")
+    # Subnets and security groups are needed to *create* a compute environment (deploy
+    # checks them, provision/plan.py), never to submit to one or to run in one.
 
     nodes = section.section("multi_node_parallel")
     enabled = nodes.flag("enabled", False)

@@ -76,6 +76,7 @@ class Function:
             init_script: {script_path}
             container:
               image: busybox
+              run_on_host: true
               timeout_threshold: {threshold}
               environment:
                 Variables:

@@ -40,6 +40,7 @@ def make_config(bucket: str, script: Path, *, mode: str = "lambda", timeout: int
         init_script: {script}
         container:
           image: busybox
+          run_on_host: true
           timeout_threshold: {threshold}
           environment:
             Variables:
@@ -236,7 +237,7 @@ def test_image_file_runs_the_script_in_a_real_container(s3: Any, bucket: str,
     aws_env = dict(aws_env, SUPERVISOR_UDOCKER_DIR=str(tmp_path / "udocker"))
     script = write_script(tmp_path, CONTAINER_SCRIPT)
     config = make_config(bucket, script).replace(
-        "  image: busybox\n", f"  image: busybox\n  image_file: {image}\n")
+        "  image: busybox\n  run_on_host: true\n", f"  image: busybox\n  image_file: {image}\n")
     event = event_of(put(s3, bucket, "input/a.txt", b"inside"))
     response, body = invoke(event, config, aws_env, tmp_path)
 

@@ -118,6 +118,7 @@ class Local:
                   timeout: {timeout}
                   container:
                     image: busybox
+                    run_on_host: true
                     timeout_threshold: {threshold}
                     environment:
                       Variables:{{env}}

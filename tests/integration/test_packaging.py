@@ -296,7 +296,7 @@ def test_unzipped_layer_serves_an_s3_event_on_a_bare_runtime(
         name: fn-layer
         execution_mode: lambda
         init_script: {script}
-        container: {{image: busybox}}
+        container: {{image: busybox, run_on_host: true}}
         input: [{{storage_provider: s3, path: {bucket}/input}}]
         output: [{{storage_provider: s3, path: {bucket}/output}}]
         """)

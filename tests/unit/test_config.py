@@ -204,8 +204,6 @@ functions:
     assert info.value.problems == (
         "functions.aws[1].lambda.memory: 1 is out of range; "
         "must be an integer from 128 to 10240 (MB)",
-        "functions.aws[1].lambda.container.image: missing; set container.image "
-        "(an image name) or container.image_file (an image tarball)",
     )
 
 
@@ -246,8 +244,7 @@ functions:
     assert "functions.aws[1].lambda.memory: 'big' is not an integer; must be an integer " \
            "from 128 to 10240 (MB)" in problems
     assert any(p.startswith("functions.aws[1].batch.vcpus: 0 is out of range") for p in problems)
-    assert any(p.startswith("functions.aws[1].batch.compute_resources.subnets: missing")
-               for p in problems)
+    assert not any("subnets" in p for p in problems)  # needed to deploy, not to run
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -468,7 +465,12 @@ RULES: list[tuple[str, Mutation, str]] = [
      "container.timeout_threshold: -1 is out of range"),
     ("threshold-vs-timeout", _set("timeout", value=10),
      "container.timeout_threshold: 10 is not less than timeout 10"),
-    ("no-image", _set("container", value={}), "container.image: missing; set container.image"),
+    ("bad-image", _set("container", "image", value="Busy Box"),
+     "container.image: 'Busy Box' is not a Docker image reference"),
+    ("bad-execmode", _set("container", "execmode", value="R1"),
+     "container.execmode: 'R1' is not one of auto, P1, P2, F1, F2, F3, F4"),
+    ("bad-image-uri", _set("container", "image_file", value="s3://Bad_Bucket"),
+     "container.image_file: 's3://Bad_Bucket' is not an S3 object URI"),
     ("image-type", _set("container", "image", value=["x"]),
      "container.image: a list is not a string"),
     ("container-type", _set("container", value="busybox"),
@@ -487,10 +489,6 @@ RULES: list[tuple[str, Mutation, str]] = [
      "output[0].storage_provider: 'minio' is not defined; must be s3 or s3.<id>"),
     ("provider-undefined", _set("input", value=[{"storage_provider": "s3.nope", "path": "b"}]),
      "input[0].storage_provider: 's3.nope' is not defined"),
-    ("no-security-groups", _delete("batch", "compute_resources", "security_group_ids"),
-     "batch.compute_resources.security_group_ids: missing; execution_mode lambda-batch needs"),
-    ("no-subnets", _set("batch", "compute_resources", "subnets", value=[]),
-     "batch.compute_resources.subnets: missing"),
     ("subnet-empty", _set("batch", "compute_resources", "subnets", value=[""]),
      "batch.compute_resources.subnets[0]: '' is not a non-empty string"),
     ("subnets-not-list", _set("batch", "compute_resources", "subnets", value="subnet-1"),
@@ -564,6 +562,17 @@ def test_each_rule_names_the_field_path(mutate: Mutation, expected: str) -> None
     mutate(data)
     problems = problems_of(data)
     assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_the_runtime_accepts_what_only_provisioning_needs_left_out() -> None:
+    """SCAR's generated configs: no networking for Batch, no image for a host run."""
+    data = base()
+    del data["batch"]["compute_resources"]["security_group_ids"]
+    data["batch"]["compute_resources"]["subnets"] = []
+    config = parse(data)
+    assert config.batch.compute_resources.subnets == ()
+    data["container"] = {"run_on_host": True}
+    assert parse(data).container.image == "" and parse(data).container.run_on_host
 
 
 def test_path_prefix_is_used_for_flat_data() -> None:
