@@ -24,7 +24,7 @@ from .workdir import WorkDirs
 if TYPE_CHECKING:
     from .container.prepare import Ready
 
-__all__ = ["Job", "run_job", "input_provider"]
+__all__ = ["Job", "run_job", "input_provider", "run_within"]
 
 log = logging.getLogger("supervisor.pipeline")
 
@@ -79,28 +79,31 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
     obj, config = job.obj, job.config
     start = clock()
     ready = None
-    if job.container is not None:
+    container = job.container
+    if container is not None:
+        from .container.archive import fetch_archive
         from .container.prepare import prepare
 
         t0 = clock()
-        ready = prepare(job.container, host_env=base_env, deadline=job.deadline, clock=clock)
+        container = fetch_archive(container, clients.s3("s3"), job.deadline, clock=clock)
+        ready = prepare(container, host_env=base_env, deadline=job.deadline, clock=clock)
         log.info("image ready", extra={"phase": "image", "seconds": round(clock() - t0, 3),
-                                       "image": job.container.image,
-                                       "execmode": job.container.execmode})
-        work_base = job.container.runs_dir
+                                       "image": container.image,
+                                       "execmode": container.execmode})
+        work_base = container.runs_dir
     work = WorkDirs.create(work_base, label=job.execution_service)
     try:
         t0 = clock()
         s3 = clients.s3(input_provider(config, obj.bucket))
         quick = 0 < obj.size < QUICK_STAGE_IN_BYTES  # one short GET: not worth a thread
-        input_file = _within(job.deadline, clock, f"stage-in of {obj.uri}", lambda: stage_in(
+        input_file = run_within(job.deadline, clock, f"stage-in of {obj.uri}", lambda: stage_in(
             s3, bucket=obj.bucket, key=obj.key, input_dir=work.input_dir,
             version_id=obj.version_id, size=obj.size or None), quick=quick)
         log.info("stage-in done", extra={"phase": "stage-in", "seconds": round(clock() - t0, 3),
                                          "bytes": input_file.stat().st_size})
         script_path = write_script(job.script, work)
-        result = _run_script(job, ready, work, input_file, script_path, base_env, on_line,
-                             clock)
+        result = _run_script(job, container, ready, work, input_file, script_path, base_env,
+                             on_line, clock)
         log.info("run done", extra={"phase": "run", "seconds": round(result.duration, 3),
                                     "exit_code": result.exit_code,
                                     "timed_out": result.timed_out})
@@ -132,7 +135,7 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
         work.remove()
 
 
-def _within(deadline: Deadline, clock: Callable[[], float], what: str,
+def run_within(deadline: Deadline, clock: Callable[[], float], what: str,
             step: Callable[[], T], *, quick: bool = False) -> T:
     """Run ``step``, giving up with ``ScriptTimeout`` when the deadline passes first.
 
@@ -166,13 +169,14 @@ def _within(deadline: Deadline, clock: Callable[[], float], what: str,
         raise ScriptTimeout(f"{what} exceeded the time budget") from None
 
 
-def _run_script(job: Job, ready: Optional["Ready"], work: WorkDirs, input_file: Path,
+def _run_script(job: Job, container: Optional[ContainerSpec], ready: Optional["Ready"],
+                work: WorkDirs, input_file: Path,
                 script_path: Path, base_env: Mapping[str, str],
                 on_line: Optional[Callable[[str], None]],
                 clock: Callable[[], float]) -> RunResult:
     """The script on the host (``/bin/sh``), or in the job's image when it names one."""
     obj, config = job.obj, job.config
-    if job.container is not None:
+    if container is not None:
         from .container.run import container_base_env
 
         script_base_env: Mapping[str, str] = container_base_env(base_env)
@@ -184,11 +188,11 @@ def _run_script(job: Job, ready: Optional["Ready"], work: WorkDirs, input_file: 
         request_id=job.request_id, execution_service=job.execution_service,
         variables=config.container.environment,
         pass_aws_credentials=config.container.pass_aws_credentials)
-    if job.container is None:
+    if container is None:
         return run(script_argv(script_path), env=env, cwd=work.root, deadline=job.deadline,
                    log_path=work.log_path, on_line=on_line, clock=clock, grace=job.grace)
     from .container.run import run_in_container
 
-    return run_in_container(job.container, script_path=script_path, work=work, env=env,
+    return run_in_container(container, script_path=script_path, work=work, env=env,
                             deadline=job.deadline, log_path=work.log_path, on_line=on_line,
                             clock=clock, host_env=base_env, ready=ready, grace=job.grace)

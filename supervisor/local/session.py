@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..aws import ClientFactory
 from ..config import FunctionConfig, from_fdl
 from ..errors import ConfigError, SupervisorError
-from ..provision import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, deploy, deployment_zip
+from ..provision import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, FunctionRequest, deploy
 from ..provision.userdata import HOST_DIR
 from ..workflow import check_loops, edges
 from .account import localize, prepare_account
@@ -106,17 +106,20 @@ class LocalCloud:
         self.clients = _clients(endpoint.url)
         account = prepare_account(self.clients, self.configs)
         self.local = {c.name: localize(c, account) for c in self.configs}
+        # The code as deployed (a shipped image archive named by its S3 URI): a script
+        # edited during the session does not change what the functions run (as on AWS).
+        codes: dict[str, bytes] = {}
         for config in self.local.values():
             result = deploy(config, self.clients, layer_zip=self.layer_zip,
                             batch_pyz=self.batch_pyz)
+            function = result.plan.one(FunctionRequest)
+            if function is not None:
+                codes[config.name] = function.code
             made = sum(1 for o in result.outcomes if o.action == "created")
             self.progress(f"deployed {config.name} ({config.execution_mode}): "
                           f"{made} resources")
         self.store = LocalStore(self.state_dir, endpoint=endpoint.url)
         local, layer_zip = self.local, self.layer_zip
-        # The code as deployed, built once: a script edited during the session does not
-        # change what the functions run (as on AWS).
-        codes = {name: deployment_zip(config) for name, config in local.items()}
         self.lambdas = self._stack.enter_context(LambdaExecutor(
             self.clients, endpoint_env=endpoint.env, store=self.store,
             work_root=self.state_dir / "lambda",

@@ -48,8 +48,7 @@ def apply(plan: Plan, clients: ClientFactory, *, waiting: Waiting = DEFAULT_WAIT
 
     # What the function hands work to comes first, the trigger last: an object that
     # arrives while a deploy runs never finds a function without its queue.
-    artifact = plan.one(ArtifactRequest)
-    if artifact is not None:
+    for artifact in plan.all(ArtifactRequest):  # the .pyz, a shipped image archive
         outcomes.append(ensure_artifact(s3, artifact))
     template_changed = False
     template = plan.one(LaunchTemplateRequest)

@@ -65,7 +65,9 @@ def names_of(config: FunctionConfig, layer_name: str = DEFAULT_LAYER_NAME) -> Na
     own = [p for p in (*config.input, *config.output) if p.storage_provider == "s3"]
     staging = config.handoff_bucket or ""
     buckets = list(dict.fromkeys(p.bucket for p in own))
-    if config.delegates and staging and staging not in buckets:
+    ships_image = bool(config.container.image_file) and \
+        not str(config.container.image_file).startswith("s3://")
+    if (config.delegates or ships_image) and staging and staging not in buckets:
         buckets.append(staging)
     inputs = tuple(dict.fromkeys(p.bucket for p in config.input
                                  if p.storage_provider == "s3"))

@@ -7,6 +7,7 @@ is wrong with the configuration for a deploy is reported at once, in one
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -195,6 +196,15 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
     ephemeral = _ephemeral_storage(config, problems)
     extra_layers = _extra_layers(config, problems)
     environment = _environment(config, problems)
+    image_file = config.container.image_file
+    if image_file and not image_file.startswith("s3://"):
+        if not (config.handoff_bucket or ""):
+            problems.append("container.image_file: shipping a local image archive needs a "
+                            "staging bucket (handoff.bucket, or an input on storage_provider s3)")
+        missing = _file_problem(Path(image_file), "container.image_file",
+                                "a docker save archive")
+        if missing:
+            problems.append(missing)
     missing = _file_problem(layer_zip, "layer zip", "build it with ./build.sh layer")
     if missing:
         problems.append(missing)
@@ -210,12 +220,15 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
         raise ProvisionError("; ".join(problems))
 
     names = names_of(config, layer_name)
+    shipped, image_artifact = _shipped_image(config, names)
     fn_arn = function_arn(region, account_id, config.name)
     requests: list[Request] = [BucketRequest(name=b, region=region, function=config.name)
                                for b in names.buckets]
     requests.append(LayerRequest(name=names.layer, zip_path=layer_zip,
                                  sha256=file_sha256(layer_zip),
                                  compatible_runtimes=(runtime,)))
+    if image_artifact is not None:
+        requests.append(image_artifact)
     description = _raw_text(config, "description")
     requests.append(FunctionRequest(
         name=config.name, runtime=runtime, handler=HANDLER,
@@ -223,7 +236,7 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
         timeout=config.timeout, ephemeral_storage=ephemeral, environment=environment,
         description=(description[:256] if isinstance(description, str)
                      else f"supervisor: {config.container.image}"[:256]),
-        code=deployment_zip(config), extra_layers=extra_layers))
+        code=deployment_zip(shipped), extra_layers=extra_layers))
     if config.log_retention_days is not None:
         requests.append(LogGroupRequest(name=names.log_group,
                                         retention_days=config.log_retention_days))
@@ -232,6 +245,26 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
         requests.extend(_batch_requests(config, names, pyz, account_id, region))
     return Plan(function=config.name, account_id=account_id, region=region,
                 requests=tuple(requests), placeholder_account=placeholder_account)
+
+
+def image_key(names: Names, sha256: str) -> str:
+    """Where deploy puts a local image archive: ``<handoff prefix>artifacts/image-<sha16>.tar``."""
+    return f"{names.artifact_prefix}image-{sha256[:16]}.tar"
+
+
+def _shipped_image(config: FunctionConfig,
+                   names: Names) -> tuple[FunctionConfig, Optional[ArtifactRequest]]:
+    """A local ``container.image_file`` goes to the staging bucket; the deployed
+    configuration names it there (``s3://…``), not by the deployer's path."""
+    local = config.container.image_file
+    if not local or local.startswith("s3://"):
+        return config, None
+    path = Path(local)
+    sha = file_sha256(path)
+    artifact = ArtifactRequest(bucket=names.staging_bucket, key=image_key(names, sha),
+                               path=path, sha256=sha)
+    container = dataclasses.replace(config.container, image_file=artifact.name)
+    return dataclasses.replace(config, container=container), artifact
 
 
 def _notification_requests(config: FunctionConfig, names: Names, fn_arn: str,

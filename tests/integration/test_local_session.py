@@ -64,6 +64,12 @@ def test_demo_workflow_runs_lambda_then_lambda_batch_then_batch_in_containers(
     report_text = (outputs / "reports" / "sample.report.txt").read_text()
     assert "ran on:  batch, in BusyBox" in report_text  # the script ran in the image
 
+    # deploy shipped the image archive to the staging prefix: the function names it in S3
+    (prepare_log,) = (state / "lambda" / "logs" / "demo-prepare").glob("*.log")
+    ready = [json.loads(line) for line in prepare_log.read_text().splitlines()
+             if '"image ready"' in line]
+    assert ready and ready[0]["image"].startswith("s3://demo/supervisor-handoff/artifacts/image-")
+
     from supervisor.local.store import LocalStore
     doc = LocalStore.read(state)
     job = doc["jobs"][report.rows[1]["job_id"]]

@@ -547,3 +547,26 @@ def test_waiting_gives_up_after_the_timeout(plants: FunctionConfig, layer_zip: P
                                    Waiting(timeout=20, interval=5, clock=clock,
                                            sleep=clock.sleep))
     assert clock.now <= 20
+
+
+def test_a_local_image_archive_is_shipped_and_the_function_names_it_in_s3(
+        mrbayes: FunctionConfig, layer_zip: Path, pyz: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "mrbayes.tar"
+    archive.write_bytes(b"a docker save archive")
+    config = dataclasses.replace(mrbayes, container=dataclasses.replace(
+        mrbayes.container, image_file=str(archive)))
+    plan = plan_for(config, layer_zip, pyz)
+    kinds = [r.kind for r in plan.requests]
+    assert kinds.index("s3-artifact") < kinds.index("lambda-function")  # there before it runs
+    artifact = one(plan, ArtifactRequest)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert (artifact.path, artifact.sha256) == (archive, digest)
+    assert artifact.key == f"supervisor-handoff/artifacts/image-{digest[:16]}.tar"
+    with zipfile.ZipFile(io.BytesIO(one(plan, FunctionRequest).code)) as code:
+        deployed = json.loads(code.read("function_config.yaml"))
+    assert deployed["container"]["image_file"] == artifact.name  # not the deployer's path
+    assert str(archive) not in json.dumps(deployed)
+
+    archive.unlink()
+    with pytest.raises(ProvisionError, match="container.image_file: .* does not exist"):
+        plan_for(config, layer_zip, pyz)
