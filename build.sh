@@ -65,6 +65,8 @@ cmd_test() {
 cmd_layer() {
   # Stdlib-only builder; the venv brings pip (wheels are fetched once into dist/.wheels).
   # Skips when the inputs' hash matches dist/.supervisor-build.json (--force rebuilds).
+  # The udocker layer takes Debian's proot, patchelf and libfakechroot.
+  ensure_system_packages
   ensure_venv
   "$PY" layers/build.py "$@"
 }

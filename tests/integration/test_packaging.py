@@ -1,11 +1,14 @@
 """The deployable artefacts of ``layers/build.py``, used the way Lambda and Batch use them.
 
-Both are built once per session into a temp dir, from a snapshot of ``supervisor/``
+All three are built once per session into a temp dir, from a snapshot of ``supervisor/``
 (the wheels come from the ``dist/.wheels`` wheelhouse, so only a first build ever
 downloads). The layer is
 unzipped and served from a subprocess whose ``sys.path`` is the layer, the standard
 library and a boto3 (the managed runtime); the zipapp is run from a read-only directory
 by a bare ``python3 -I``, as a Batch job runs it. Both talk HTTP to the moto server.
+The udocker layer is unzipped with its modes, as Lambda unpacks it into ``/opt``: udocker
+is imported from its ``python/`` alone, its patchelf and proot run in an empty
+environment; it is built once more from a small udockertools tarball made here.
 """
 from __future__ import annotations
 
@@ -13,12 +16,15 @@ import base64
 import glob
 import hashlib
 import importlib.util
+import io
 import json
 import os
+import platform
 import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import textwrap
 import time
@@ -29,7 +35,7 @@ from types import ModuleType
 from typing import Any, Iterator, Mapping, Sequence
 
 import pytest
-from conftest import BUILDER, Built, put, run_builder
+from conftest import BUILDER, WHEELHOUSE, Built, put, run_builder
 
 from supervisor.handoff import Handoff, now_iso, write_handoff
 from supervisor.local.s3event import event_of
@@ -113,22 +119,34 @@ def keys(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 # --------------------------------------------------------------------------- the build
 
-def test_build_reports_both_sizes_and_records_its_inputs(built: Built) -> None:
+def udocker_layer_of(built: Built) -> Path:
+    return built.out / "udocker-layer.zip"
+
+
+def test_build_reports_the_sizes_and_records_its_inputs(built: Built) -> None:
     assert "zipped (limit 50.0 MB)" in built.stdout and "unzipped (limit 250.0 MB)" in built.stdout
     assert str(built.pyz) in built.stdout
+    lines = {line.split(":")[0]: line for line in built.stdout.splitlines()}
+    for layer in (built.layer, udocker_layer_of(built)):
+        assert "zipped (limit 50.0 MB)" in lines[str(layer)]
+    total = lines["supervisor-layer.zip + udocker-layer.zip"]
+    assert total.endswith("unzipped (limit 250.0 MB for a function and all its layers)")
     stamp = json.loads((built.out / ".supervisor-build.json").read_text())
     assert stamp["outputs"]["supervisor-layer.zip"]["sha256"] == sha256(built.layer)
+    assert stamp["outputs"]["udocker-layer.zip"]["sha256"] == sha256(udocker_layer_of(built))
     assert stamp["outputs"]["supervisor-batch.pyz"]["sha256"] == sha256(built.pyz)
+    assert stamp["options"]["udocker_engines"] == "debian"
 
 
 def test_second_build_of_unchanged_inputs_is_a_quick_skip(built: Built, package: Path) -> None:
-    before = {p.name: p.stat().st_mtime_ns for p in (built.layer, built.pyz)}
+    artefacts = (built.layer, udocker_layer_of(built), built.pyz)
+    before = {p.name: p.stat().st_mtime_ns for p in artefacts}
     started = time.monotonic()
     proc = run_builder(package, built.out)
     assert proc.returncode == 0, proc.stderr
     assert "up to date" in proc.stderr
     assert time.monotonic() - started < 5
-    assert {p.name: p.stat().st_mtime_ns for p in (built.layer, built.pyz)} == before
+    assert {p.name: p.stat().st_mtime_ns for p in artefacts} == before
 
 
 def test_building_twice_gives_byte_identical_artefacts(
@@ -136,6 +154,7 @@ def test_building_twice_gives_byte_identical_artefacts(
     proc = run_builder(package, tmp_path, "--force")
     assert proc.returncode == 0, proc.stderr
     assert sha256(tmp_path / "supervisor-layer.zip") == sha256(built.layer)
+    assert sha256(tmp_path / "udocker-layer.zip") == sha256(udocker_layer_of(built))
     assert sha256(tmp_path / "supervisor-batch.pyz") == sha256(built.pyz)
 
 
@@ -195,6 +214,14 @@ def test_size_check_fails_clearly_with_both_sizes() -> None:
     with pytest.raises(builder.BuildError) as unzipped:
         builder.check_layer_size(2 * mib, 9 * mib, max_unzipped=8 * mib)
     assert "unzipped it is over the 8.0 MB" in str(unzipped.value)
+    assert str(unzipped.value).startswith("supervisor-layer.zip is too big")
+    with pytest.raises(builder.BuildError, match=r"^udocker-layer.zip is too big"):
+        builder.check_layer_size(60 * mib, 9 * mib, name="udocker-layer.zip")
+    assert builder.check_layers_total(200 * mib) == (
+        "supervisor-layer.zip + udocker-layer.zip: 200.0 MB unzipped "
+        "(limit 250.0 MB for a function and all its layers)")
+    with pytest.raises(builder.BuildError, match="the layers are too big together"):
+        builder.check_layers_total(251 * mib)
 
 
 def test_unpinned_requirement_is_refused(tmp_path: Path) -> None:
@@ -327,6 +354,235 @@ def test_unzipped_layer_serves_an_s3_event_on_a_bare_runtime(
     first, again, calls = result["idempotent"]
     assert first == again == {"job_id": "job-1"} and calls == 1
     assert '"Completed"' in proc.stdout  # powertools' metrics (EMF) on stdout
+
+
+# --------------------------------------------------------------------------- the udocker layer
+
+CLEAN_ENV = ["env", "-i", "PATH=/usr/bin:/bin"]  # nothing of ours: as a fresh sandbox
+ENGINE_FILES = ("udocker/bin/patchelf", "udocker/bin/proot", "udocker/lib/libfakechroot.so")
+
+
+def unzip_with_modes(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` into ``dest`` keeping each file's mode, as Lambda does in /opt."""
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            zf.extract(info, dest)
+            if not info.is_dir():
+                (dest / info.filename).chmod((info.external_attr >> 16) & 0o777)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def opt(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The udocker layer unpacked as Lambda unpacks it: the directory standing for /opt."""
+    return unzip_with_modes(udocker_layer_of(built), tmp_path_factory.mktemp("opt-udocker"))
+
+
+def test_udocker_layer_holds_udocker_and_the_engines_where_the_supervisor_looks(
+        built: Built) -> None:
+    from supervisor.container import spec
+
+    with zipfile.ZipFile(udocker_layer_of(built)) as zf:
+        infos = zf.infolist()
+        manifest = zf.read("udocker/MANIFEST.txt").decode()
+    names = [i.filename for i in infos]
+    assert names == sorted(names) and {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {n.split("/")[0] for n in names} == {"python", "udocker"}
+    assert {n.split("/")[1] for n in names if n.startswith("python/") and n.count("/") >= 2} \
+        == {"udocker", "udocker-1.3.17.dist-info"}
+    assert "python/udocker/maincmd.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # exactly where supervisor/container/spec.py looks first (Lambda unpacks into /opt)
+    layer_root = spec._LAYER_ROOT.relative_to("/opt").as_posix()
+    assert {str(p[0].relative_to("/opt")) for p in (
+        spec._PATCHELF_PLACES, spec._PROOT_PLACES, spec._FAKECHROOT_PLACES)} \
+        == set(ENGINE_FILES)
+    assert layer_root == "udocker" and set(ENGINE_FILES) <= set(names)
+    # patchelf's and proot's libraries beyond glibc's, beside them
+    assert {"udocker/lib/libstdc++.so.6", "udocker/lib/libgcc_s.so.1",
+            "udocker/lib/libtalloc.so.2"} <= set(names)
+    assert not [n for n in names if n.startswith("udocker/lib/") and n.split("/")[-1]
+                in ("libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2")]
+    modes = {i.filename: i.external_attr >> 16 for i in infos}
+    assert {m for n, m in modes.items() if n.endswith("/")} == {stat.S_IFDIR | 0o755}
+    assert {n for n, m in modes.items() if m == stat.S_IFREG | 0o755} == {
+        "udocker/bin/patchelf", "udocker/bin/proot"}
+    assert {m for n, m in modes.items() if not n.endswith("/")
+            and not n.startswith("udocker/bin/")} == {stat.S_IFREG | 0o644}
+    assert "from Debian packages" in manifest
+    assert "bin/patchelf\t/usr/bin/patchelf (Debian patchelf " in manifest
+    assert "RUNPATH $ORIGIN/../lib" in manifest
+    assert "udocker/doc/patchelf.copyright" in names
+
+
+@pytest.mark.parametrize("python", LAYER_PYTHONS, ids=version_id)
+def test_udocker_imports_from_a_bare_sys_path_of_the_unzipped_python_dir(
+        python: str, opt: Path) -> None:
+    site = opt / "python"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import udocker.maincmd; "
+            "import udocker.engine.fakechroot, udocker.engine.proot; "
+            "print(udocker.__version__, udocker.maincmd.__file__)")
+    proc = subprocess.run([python, "-I", "-c", code, str(site)], capture_output=True,
+                          text=True, timeout=60, cwd=opt)
+    assert proc.returncode == 0, proc.stderr
+    version, path = proc.stdout.split()
+    assert version == "1.3.17" and path == str(site / "udocker" / "maincmd.py")
+
+
+def test_patchelf_and_proot_of_the_unzipped_layer_run_in_a_clean_environment(
+        opt: Path) -> None:
+    patchelf = opt / "udocker" / "bin" / "patchelf"
+    assert patchelf.stat().st_mode & 0o111
+    version = subprocess.run([*CLEAN_ENV, str(patchelf), "--version"], capture_output=True,
+                             text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.startswith("patchelf "), version.stderr
+    # what udocker's Fakechroot mode asks it: the loader of a binary
+    loader = subprocess.run([*CLEAN_ENV, str(patchelf), "--print-interpreter", "/bin/sh"],
+                            capture_output=True, text=True, timeout=30)
+    assert loader.returncode == 0 and loader.stdout.strip().startswith("/lib"), loader.stderr
+    # the C++ runtime it was linked with comes from the layer, found through its RUNPATH
+    builder = load_builder()
+    assert builder.read_elf(patchelf.read_bytes(), "patchelf").runpath == "$ORIGIN/../lib"
+    traced = subprocess.run([*CLEAN_ENV, "LD_TRACE_LOADED_OBJECTS=1", str(patchelf)],
+                            capture_output=True, text=True, timeout=30)
+    mapped = dict(line.strip().split(" => ", 1) for line in traced.stdout.splitlines()
+                  if " => " in line)
+    for soname in ("libstdc++.so.6", "libgcc_s.so.1"):
+        path = Path(mapped[soname].rsplit(" (", 1)[0])
+        assert path.resolve() == (opt / "udocker" / "lib" / soname).resolve()
+    proot = subprocess.run([*CLEAN_ENV, str(opt / "udocker" / "bin" / "proot"), "--version"],
+                           capture_output=True, text=True, timeout=30)
+    assert proot.returncode == 0 and "proot" in proot.stdout.lower(), proot.stderr
+
+
+def _add(tf: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, 0
+    tf.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def englib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small udockertools tarball laid out as udocker-englib-1.2.11.tar.gz is
+    (udocker_dir/{bin,lib,doc}/…). This machine's Debian patchelf and proot stand in for
+    udocker's static builds; the patchelf marked ``old kernels`` stands for proot-x86_64
+    (kernels < 4.8), so a wrong choice shows; each libfakechroot has its own bytes."""
+    if platform.machine() != "x86_64":
+        pytest.skip("udockertools' files are the x86_64 ones")
+    fakechroot = Path("/usr/lib/x86_64-linux-gnu/fakechroot/libfakechroot.so").read_bytes()
+    path = tmp_path_factory.mktemp("englib") / "udocker-englib-1.2.11.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        _add(tf, "udocker_dir/lib/VERSION", b"1.2.11\n")
+        _add(tf, "udocker_dir/bin/patchelf-x86_64", Path("/usr/bin/patchelf").read_bytes(),
+             0o755)
+        _add(tf, "udocker_dir/bin/proot-x86_64-4_8_0", Path("/usr/bin/proot").read_bytes(),
+             0o755)
+        _add(tf, "udocker_dir/bin/proot-x86_64", Path("/usr/bin/patchelf").read_bytes(), 0o755)
+        for distro in ("Fedora-30", "Fedora-29", "Fedora-9", "CentOS-7", "Alpine-3.13",
+                       "Ubuntu-20"):
+            _add(tf, f"udocker_dir/lib/libfakechroot-{distro}-x86_64.so",
+                 fakechroot + f"\0{distro}".encode())
+        _add(tf, "udocker_dir/doc/COPYING.patchelf", b"patchelf's licence\n")
+    return path
+
+
+def test_udocker_layer_from_a_udockertools_tarball(
+        built: Built, package: Path, englib: Path, tmp_path: Path) -> None:
+    """The builder's own steps, in this process (the other two artefacts are as above)."""
+    builder = load_builder()
+    args = ["--package", str(package), "--wheelhouse", str(WHEELHOUSE)]
+    options = builder.parse_args([*args, "--udocker-tarball", str(englib)])
+    engines = builder.engines_for(options)
+    assert engines.source.startswith("udockertools 1.2.11 (sha256 ")
+    layers = []
+    for attempt in ("first", "again"):
+        stage = tmp_path / f"stage-{attempt}"
+        stage.mkdir()
+        layers.append(tmp_path / f"udocker-layer-{attempt}.zip")
+        builder.build_udocker_layer(stage, layers[-1], options.wheelhouse, engines, verify=True)
+    assert sha256(layers[0]) == sha256(layers[1])
+    # another engine source is another build, not an up-to-date skip
+    assert builder.input_hash(options, engines) != builder.input_hash(builder.parse_args(args))
+
+    opt = unzip_with_modes(layers[0], tmp_path / "opt")
+    engine_dir = opt / "udocker"
+    assert (engine_dir / "lib" / "libfakechroot.so").read_bytes().endswith(b"\0Fedora-30")
+    assert (engine_dir / "doc" / "COPYING.patchelf").read_text() == "patchelf's licence\n"
+    manifest = (engine_dir / "MANIFEST.txt").read_text()
+    assert "bin/proot\tudockertools 1.2.11: udocker_dir/bin/proot-x86_64-4_8_0" in manifest
+    proot = subprocess.run([*CLEAN_ENV, str(engine_dir / "bin" / "proot"), "--version"],
+                           capture_output=True, text=True, timeout=30)
+    assert proot.returncode == 0 and "proot" in proot.stdout.lower(), proot.stdout
+    patchelf = subprocess.run([*CLEAN_ENV, str(engine_dir / "bin" / "patchelf"), "--version"],
+                              capture_output=True, text=True, timeout=30)
+    assert patchelf.returncode == 0 and patchelf.stdout.startswith("patchelf "), patchelf.stderr
+    with zipfile.ZipFile(udocker_layer_of(built)) as debian, \
+            zipfile.ZipFile(layers[0]) as tarball:
+        python = sorted(n for n in debian.namelist() if n.startswith("python/"))
+        assert python == sorted(n for n in tarball.namelist() if n.startswith("python/"))
+        assert all(debian.read(n) == tarball.read(n) for n in python if not n.endswith("/"))
+
+
+def test_udocker_fakechroot_picks_the_tarballs_libfakechroot(englib: Path) -> None:
+    builder = load_builder()
+    options = builder.parse_args(["--udocker-tarball", str(englib),
+                                  "--udocker-fakechroot", "CentOS-7"])
+    engines = builder.engines_for(options)
+    chosen = next(f for f in engines.files if f.name == "lib/libfakechroot.so")
+    assert chosen.data.endswith(b"\0CentOS-7")
+    assert chosen.origin == ("udockertools 1.2.11: "
+                             "udocker_dir/lib/libfakechroot-CentOS-7-x86_64.so")
+    with pytest.raises(SystemExit):
+        builder.parse_args(["--udocker-fakechroot", "CentOS-7"])  # needs --udocker-tarball
+
+
+def test_tarball_files_are_chosen_as_udocker_chooses_them() -> None:
+    builder = load_builder()
+    names = ["bin/patchelf-x86_64", "bin/proot-x86_64", "bin/proot-x86_64-4_8_0",
+             "lib/libfakechroot-Fedora-9-x86_64.so", "lib/libfakechroot-Fedora-30-x86_64.so",
+             "lib/libfakechroot-CentOS-7-x86_64.so", "lib/libfakechroot-Alpine-3.13-x86_64.so",
+             "lib/VERSION"]
+    assert builder.pick_tarball_files(names) == {
+        "bin/patchelf": "bin/patchelf-x86_64", "bin/proot": "bin/proot-x86_64-4_8_0",
+        "lib/libfakechroot.so": "lib/libfakechroot-Fedora-30-x86_64.so"}
+    old = [n for n in names if "4_8_0" not in n and "Fedora" not in n]
+    assert builder.pick_tarball_files(old)["bin/proot"] == "bin/proot-x86_64"
+    assert builder.pick_tarball_files(old)["lib/libfakechroot.so"] \
+        == "lib/libfakechroot-CentOS-7-x86_64.so"
+    assert builder.pick_tarball_files(names, "Alpine-3.13")["lib/libfakechroot.so"] \
+        == "lib/libfakechroot-Alpine-3.13-x86_64.so"
+    with pytest.raises(builder.BuildError, match=r"no lib/libfakechroot-Debian-12-x86_64.so; "
+                       r"it has: Alpine-3.13, CentOS-7, Fedora-30, Fedora-9"):
+        builder.pick_tarball_files(names, "Debian-12")
+    musl_only = ["bin/patchelf-x86_64", "bin/proot-x86_64",
+                 "lib/libfakechroot-Alpine-3.13-x86_64.so"]
+    with pytest.raises(builder.BuildError, match="no libfakechroot for a glibc distribution"):
+        builder.pick_tarball_files(musl_only)
+    with pytest.raises(builder.BuildError, match="has none of bin/patchelf-x86_64"):
+        builder.pick_tarball_files(names[1:])
+
+
+def test_a_statically_linked_engine_is_shipped_as_it_is() -> None:
+    """udockertools' engines are static: nothing is bundled, no RUNPATH is set."""
+    builder = load_builder()
+    busybox = Path("/bin/busybox")
+    elf = builder.read_elf(busybox.read_bytes(), "busybox") if busybox.is_file() else None
+    if elf is None or elf.dynamic:
+        pytest.skip("needs a statically linked /bin/busybox (busybox-static)")
+    static = builder.EngineFile("bin/proot", busybox.read_bytes(), "udockertools: proot")
+    assert builder.bundle_libraries([static]) == [static]
+    engines = builder.Engines(files=(static,), source="udockertools 1.2.11", patchelf=b"")
+    assert f"bin/proot\tudockertools: proot; {elf.machine}, statically linked\n" \
+        in builder.engine_manifest(engines).decode()
+
+
+def test_missing_engines_say_what_to_install() -> None:
+    builder = load_builder()
+    with pytest.raises(builder.BuildError) as missing:
+        builder.debian_engines(machine="riscv64")  # no such multiarch directory here
+    message = str(missing.value)
+    assert "/usr/lib/riscv64-linux-gnu/fakechroot/libfakechroot.so" in message
+    assert "apt-get install fakechroot" in message and "--udocker-tarball" in message
 
 
 # --------------------------------------------------------------------------- the zipapp
