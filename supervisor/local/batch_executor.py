@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import threading
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import IO, Any, Collection, Mapping, Optional
 
 from ..errors import ScriptError
+from ..runner import DEFAULT_PATH
 from ..watchdog import Clock, Deadline, kill_group
 from .batch_resolve import (
     EXIT_REASON,
@@ -423,6 +425,21 @@ class LocalBatchExecutor:
                         started=started, stopped=self._store.now(), log=nodes[0].log,
                         timed_out=timed_out, nodes=self._node_records(nodes))
 
+    def _executable_shims(self) -> Optional[Path]:
+        """A dir of ``NAME`` scripts running ``LocalHost.executables[NAME]``, put first on
+        the job's PATH: a job command's shell (``python3 "$1"``) finds them too."""
+        if not self._host.executables:
+            return None
+        shims = self._root / "bin"
+        shims.mkdir(parents=True, exist_ok=True)
+        for name, program in self._host.executables.items():
+            shim = shims / name
+            text = f"#!/bin/sh\nexec {shlex.quote(program)} \"$@\"\n"
+            if not shim.is_file() or shim.read_text() != text:
+                shim.write_text(text)
+                shim.chmod(0o755)
+        return shims
+
     def _log_path(self, attempt_dir: Path, launch: Launch) -> Path:
         suffix = "" if launch.node_index is None else f"-node-{launch.node_index}"
         return attempt_dir.parent / f"{attempt_dir.name}{suffix}.log"
@@ -435,6 +452,9 @@ class LocalBatchExecutor:
             directory.mkdir(parents=True, exist_ok=True)
         env = dict(launch.env)
         env.setdefault("TMPDIR", str(tmp))
+        shims = self._executable_shims()
+        if shims is not None:
+            env["PATH"] = f"{shims}:{env.get('PATH') or DEFAULT_PATH}"
         log_path = self._log_path(attempt_dir, launch)
         handle: IO[bytes] = open(log_path, "wb")
         try:

@@ -18,14 +18,19 @@ from .requests import ComputeEnvironmentRequest, JobDefinitionRequest, JobQueueR
 from .userdata import HOST_DIR, HOST_PYZ
 
 __all__ = [
-    "MAX_JOB_DEFINITION_BYTES", "SHA_TAG", "JOB_COMMAND", "VOLUME", "fill_account",
+    "MAX_JOB_DEFINITION_BYTES", "SHA_TAG", "PYTHON_CHECK", "JOB_COMMAND", "VOLUME", "fill_account",
     "compute_environment_request", "job_queue_request", "container_properties",
     "job_definition_request", "check_job_definition_size", "raw_batch",
 ]
 
 MAX_JOB_DEFINITION_BYTES = 24 * 1024  # RegisterJobDefinition's request limit
 SHA_TAG = "supervisor:sha256"  # digest of the definition, on every revision deploy registers
-JOB_COMMAND = ("python3", HOST_PYZ)
+PYTHON_CHECK = (
+    'command -v python3 >/dev/null 2>&1 || { echo "supervisor-batch: the job image'
+    ' (container.image) has no python3 on its PATH; supervisor-batch needs Python 3.9 or'
+    ' newer in the image" >&2; exit 127; }; exec python3 "$1"')
+"""The job's shell: an image without ``python3`` fails with one line saying so."""
+JOB_COMMAND = ("/bin/sh", "-c", PYTHON_CHECK, "supervisor-batch", HOST_PYZ)
 VOLUME = "supervisor"
 _ALLOCATION = {"EC2": "BEST_FIT_PROGRESSIVE", "SPOT": "SPOT_CAPACITY_OPTIMIZED"}
 

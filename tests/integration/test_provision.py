@@ -211,7 +211,8 @@ def test_deploy_creates_every_resource_of_the_plants_example(
                                                   status="ACTIVE")["jobDefinitions"]
     container = definition["containerProperties"]
     assert container["image"] == "deephdc/deep-oc-plants-classification-tf"
-    assert container["command"] == ["python3", "/opt/supervisor/supervisor-batch.pyz"]
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert container["command"][-1] == "/opt/supervisor/supervisor-batch.pyz"
     assert container["mountPoints"] == [{"sourceVolume": "supervisor",
                                          "containerPath": "/opt/supervisor", "readOnly": True}]
     assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {

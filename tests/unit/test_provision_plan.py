@@ -38,6 +38,7 @@ from supervisor.provision import (
     deployment_zip,
 )
 from supervisor.provision.batch import compute_environment_conflicts, compute_environment_updates
+from supervisor.provision.batch_plan import JOB_COMMAND, PYTHON_CHECK
 from supervisor.provision.lambda_fn import configuration_diff
 from supervisor.provision.userdata import HOST_PYZ
 
@@ -176,7 +177,8 @@ def test_plants_queue_and_job_definition(plants: FunctionConfig, layer_zip: Path
     assert "retryStrategy" not in body and "timeout" not in body
     assert body["containerProperties"] == {
         "image": "deephdc/deep-oc-plants-classification-tf",
-        "command": ["python3", "/opt/supervisor/supervisor-batch.pyz"],
+        "command": ["/bin/sh", "-c", PYTHON_CHECK, "supervisor-batch",
+                    "/opt/supervisor/supervisor-batch.pyz"],
         "resourceRequirements": [{"type": "VCPU", "value": "1"},
                                  {"type": "MEMORY", "value": "1024"}],
         "environment": [],
@@ -227,7 +229,8 @@ def test_multi_node_parallel_makes_a_multinode_definition(plants: FunctionConfig
     assert (properties["numNodes"], properties["mainNode"]) == (3, 1)
     [node_range] = properties["nodeRangeProperties"]
     assert node_range["targetNodes"] == "0:"
-    assert node_range["container"]["command"] == ["python3", HOST_PYZ]
+    assert node_range["container"]["command"] == list(JOB_COMMAND)
+    assert node_range["container"]["command"][-1] == HOST_PYZ
 
 
 def test_retries_timeout_environment_and_job_role(plants: FunctionConfig, layer_zip: Path,
@@ -570,3 +573,20 @@ def test_a_local_image_archive_is_shipped_and_the_function_names_it_in_s3(
     archive.unlink()
     with pytest.raises(ProvisionError, match="container.image_file: .* does not exist"):
         plan_for(config, layer_zip, pyz)
+
+
+def test_the_job_command_names_a_missing_python3_in_one_line(tmp_path: Path) -> None:
+    bare = tmp_path / "bin"  # an image's PATH with a shell and no python3
+    bare.mkdir()
+    done = subprocess.run(list(JOB_COMMAND), env={"PATH": str(bare)}, capture_output=True,
+                          text=True, timeout=10)
+    assert done.returncode == 127
+    assert done.stderr.strip().splitlines() == [
+        "supervisor-batch: the job image (container.image) has no python3 on its PATH; "
+        "supervisor-batch needs Python 3.9 or newer in the image"]
+    fake = bare / "python3"
+    fake.write_text('#!/bin/sh\necho "ran $1"\n')
+    fake.chmod(0o755)
+    done = subprocess.run(list(JOB_COMMAND), env={"PATH": f"{bare}:/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stdout) == (0, f"ran {HOST_PYZ}\n")
