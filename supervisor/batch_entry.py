@@ -69,7 +69,14 @@ from . import __version__, events
 from . import config as config_mod
 from .aws import ClientFactory
 from .config import FunctionConfig
-from .container.spec import ContainerSettings, ContainerSpec, choose_execmode
+from .container.reference import ImageRef, parse_reference
+from .container.spec import (
+    ENV_JOB_IMAGE,
+    ENV_JOB_IMAGE_FILE,
+    ContainerSettings,
+    ContainerSpec,
+    choose_execmode,
+)
 from .errors import (
     ConfigError,
     DelegationError,
@@ -106,7 +113,8 @@ WORK_DIR_ENV = "SUPERVISOR_WORK_DIR"
 # Set by the local Batch executor only: the job's image is this archive and the supervisor
 # runs outside it, so the script is run in it with udocker (on AWS Batch the supervisor
 # already runs inside the job's image).
-IMAGE_FILE_ENV = "SUPERVISOR_JOB_IMAGE_FILE"
+IMAGE_FILE_ENV = ENV_JOB_IMAGE_FILE
+IMAGE_ENV = ENV_JOB_IMAGE
 DEBUG_ENV = "SUPERVISOR_DEBUG"
 NODE_INDEX_ENV = "AWS_BATCH_JOB_NODE_INDEX"
 MAIN_NODE_INDEX_ENV = "AWS_BATCH_JOB_MAIN_NODE_INDEX"
@@ -200,6 +208,7 @@ class Settings:
     main_node_index: Optional[int] = None
     debug: bool = False
     image_file: Optional[Path] = None  # SUPERVISOR_JOB_IMAGE_FILE
+    image: Optional[ImageRef] = None  # SUPERVISOR_JOB_IMAGE
 
     @property
     def upload(self) -> bool:
@@ -236,6 +245,13 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
         image_file = Path(raw)
         if not image_file.is_file():
             problems.append(f"{IMAGE_FILE_ENV}={raw!r}: not an existing image archive")
+    image: Optional[ImageRef] = None
+    raw = environ.get(IMAGE_ENV, "")
+    if raw and image_file is None:
+        try:
+            image = parse_reference(raw)
+        except ValueError as exc:
+            problems.append(f"{IMAGE_ENV}: {exc}")
     node = _index(environ, NODE_INDEX_ENV, problems)
     main_node = _index(environ, MAIN_NODE_INDEX_ENV, problems)
     if (node is None) != (main_node is None):
@@ -244,7 +260,7 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError(problems)
     return Settings(timeout=timeout, work_base=work_base, node_index=node,
                     main_node_index=main_node, debug=environ.get(DEBUG_ENV, "") == "1",
-                    image_file=image_file)
+                    image_file=image_file, image=image)
 
 
 def _index(environ: Mapping[str, str], name: str, problems: list[str]) -> Optional[int]:
@@ -336,14 +352,18 @@ def _scar_script(environ: Mapping[str, str], event: Mapping[str, Any],
 
 def _job_container(settings: Settings, config: FunctionConfig,
                    environ: Mapping[str, str]) -> Optional[ContainerSpec]:
-    """On Batch the job already runs in its image; an image archive the local Batch
-    executor names (``SUPERVISOR_JOB_IMAGE_FILE``) stands for that container."""
-    if settings.image_file is None:
+    """On Batch the job already runs in its image; an archive or image the local Batch
+    executor names (``SUPERVISOR_JOB_IMAGE_FILE``, ``SUPERVISOR_JOB_IMAGE``) stands for it."""
+    if settings.image_file is None and settings.image is None:
         return None
     container = ContainerSettings.from_environ(environ)
-    return ContainerSpec(image=str(settings.image_file), settings=container,
-                         image_file=settings.image_file,
-                         execmode=choose_execmode(config.container.execmode, container))
+    execmode = choose_execmode(config.container.execmode, container)
+    if settings.image_file is not None:
+        return ContainerSpec(image=str(settings.image_file), settings=container,
+                             image_file=settings.image_file, execmode=execmode)
+    return ContainerSpec(image=environ.get(IMAGE_ENV, ""), settings=container,
+                         reference=settings.image, execmode=execmode,
+                         insecure=config.container.insecure_registry)
 
 
 def _process(obj: InputObject, work: _Work, settings: Settings, clients: ClientFactory,

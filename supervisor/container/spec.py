@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTO", "EXECMODES", "PROOT_MODES", "FAKECHROOT_MODES", "LAMBDA_UDOCKER_DIR",
     "ENV_EXECMODE", "ENV_UDOCKER_DIR", "ENV_TOOLS_TARBALL", "ENV_PROOT", "ENV_FAKECHROOT_SO",
-    "ENV_PATCHELF", "ContainerSettings", "ContainerSpec", "spec_for", "choose_execmode",
+    "ENV_PATCHELF", "ENV_JOB_IMAGE_FILE", "ENV_JOB_IMAGE", "ContainerSettings", "ContainerSpec", "spec_for", "choose_execmode",
     "default_udocker_dir",
 ]
 
@@ -41,6 +41,10 @@ ENV_TOOLS_TARBALL = "UDOCKER_TARBALL"
 ENV_PROOT = "SUPERVISOR_PROOT"
 ENV_FAKECHROOT_SO = "SUPERVISOR_FAKECHROOT_SO"
 ENV_PATCHELF = "SUPERVISOR_PATCHELF"
+ENV_JOB_IMAGE_FILE = "SUPERVISOR_JOB_IMAGE_FILE"
+"""Set by the local Batch executor: the archive standing in for the job's container."""
+ENV_JOB_IMAGE = "SUPERVISOR_JOB_IMAGE"
+"""Set by the local Batch executor: the image reference standing in for the job's container."""
 
 # Where the udocker layer puts its engine files (Lambda unpacks layers into /opt), then
 # where Debian's packages do.

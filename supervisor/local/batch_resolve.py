@@ -10,7 +10,8 @@ the endpoint's variables, standing in for the image's ``ENV`` and the job
 role), the container's ``environment``, the overrides' ``environment``, then
 Batch's own ``AWS_BATCH_*`` variables (a reserved prefix: the job's own
 ``AWS_BATCH_*`` names are dropped, as Batch refuses them), and
-``SUPERVISOR_JOB_IMAGE_FILE`` when the job's image maps to a local archive.
+``SUPERVISOR_JOB_IMAGE_FILE`` when the job's image maps to a local archive (else, with
+``LocalHost.pull_images``, ``SUPERVISOR_JOB_IMAGE``: the image to pull).
 
 The command is the overrides' ``command``, else the container's, with
 ``Ref::name`` replaced by the job's parameters. Mount points whose volume is a
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from ..container.spec import ENV_JOB_IMAGE, ENV_JOB_IMAGE_FILE
 from ..errors import SupervisorError
 
 __all__ = [
@@ -48,7 +50,8 @@ __all__ = [
 ]
 
 BATCH_PREFIX = "AWS_BATCH_"
-IMAGE_FILE_ENV = "SUPERVISOR_JOB_IMAGE_FILE"  # read by supervisor.batch_entry
+IMAGE_FILE_ENV = ENV_JOB_IMAGE_FILE  # read by supervisor.batch_entry
+IMAGE_ENV = ENV_JOB_IMAGE
 MAIN_NODE_ADDRESS = "127.0.0.1"  # every node runs on this machine
 EXIT_REASON = "Essential container in task exited"  # Batch's statusReason
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
@@ -91,6 +94,7 @@ class LocalHost:
     host_paths: Mapping[str, Path] = field(default_factory=dict)  # host sourcePath -> dir
     executables: Mapping[str, str] = field(default_factory=dict)  # argv[0] -> program
     image_files: Mapping[str, Path] = field(default_factory=dict)  # image -> archive
+    pull_images: bool = False  # an image with no archive is pulled (SUPERVISOR_JOB_IMAGE)
 
 
 @dataclass(frozen=True)
@@ -401,6 +405,8 @@ def _launch(spec: JobSpec, container: Mapping[str, Any], overrides: Mapping[str,
     archive = image_file_for(image, host.image_files) if image else None
     if archive is not None:
         env[IMAGE_FILE_ENV] = str(archive)
+    elif image and host.pull_images:
+        env[IMAGE_ENV] = image
     return Launch(argv=tuple(argv), env=env, image=image, image_file=archive,
                   node_index=node_index, scratch=tuple(scratch))
 

@@ -262,7 +262,9 @@ def _member_name(path: str) -> str:
 
 
 def _extras(files: Optional[Files]) -> list[_Member]:
-    return [_file(_member_name(path), bytes(data)) for path, data in (files or {}).items()]
+    """Extra files; one whose content starts with ``#!`` is executable (a script)."""
+    return [_file(_member_name(path), bytes(data), 0o755 if bytes(data).startswith(b"#!")
+                  else 0o644) for path, data in (files or {}).items()]
 
 
 def _tree(members: Sequence[_Member]) -> list[_Member]:

@@ -129,7 +129,7 @@ class LocalCloud:
         host = LocalHost(
             base_env=base_env(os.environ, endpoint.env),
             host_paths={HOST_DIR: self.batch_pyz.resolve().parent},
-            executables={"python3": sys.executable},
+            executables={"python3": sys.executable}, pull_images=True,
             image_files={c.container.image: Path(c.container.image_file)
                          for c in local.values() if c.container.image_file})
         self.batch = self._stack.enter_context(LocalBatchExecutor(

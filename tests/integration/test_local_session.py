@@ -183,3 +183,40 @@ def test_a_loop_in_a_workflow_is_refused_before_anything_is_deployed(tmp_path: P
         run_local(fdl, [], timeout=None, state_dir=tmp_path / "s", progress=say(progress),
                   layer_zip=built.layer, batch_pyz=built.pyz)
     assert progress == []  # no endpoint was started, nothing deployed
+
+
+GRAYIFY = Path(__file__).resolve().parents[2] / "examples" / "grayify"
+FFMPEG_STANDIN = b"""#!/bin/sh
+# A stand-in ffmpeg: the input (after -i) and a marker, written to the last argument.
+input=
+previous=
+for arg do
+    [ "$previous" = -i ] && input=$arg
+    previous=$arg
+done
+{ echo "ffmpeg of the image"; cat "$input"; } > "$previous"
+"""
+
+
+def test_the_grayify_example_runs_in_its_pulled_image_on_lambda_and_on_batch(
+        tmp_path: Path, built: Built, registry: Any) -> None:
+    """A SCAR-style example whose scripts call ffmpeg, which only the image has."""
+    image = build_busybox_image(tmp_path / "ffmpeg.tar", files={"/usr/bin/ffmpeg": FFMPEG_STANDIN})
+    reference = f"{registry.host}/examples/ffmpeg:tiny"
+    registry.push(image, "examples/ffmpeg", "tiny")
+    example = tmp_path / "grayify"
+    shutil.copytree(GRAYIFY, example)
+    fdl = example / "function.yaml"
+    fdl.write_text(fdl.read_text().replace("jrottenberg/ffmpeg:4.4-ubuntu", reference))
+    (tmp_path / "clip.avi").write_bytes(b"frames\n")
+    report = run_local(fdl, [tmp_path / "clip.avi"], timeout=None, state_dir=tmp_path / "s",
+                       progress=lambda _: None, layer_zip=built.layer, batch_pyz=built.pyz,
+                       max_wait=240)
+
+    assert report.ok, report.rows
+    assert [(r["function"], r["ran_on"], r["status"]) for r in report.rows] == [
+        ("grayify", "lambda", "completed"), ("poster", "batch", "completed")]
+    outputs = tmp_path / "s" / "outputs" / "video"
+    assert (outputs / "gray" / "clip.avi").read_text() == "ffmpeg of the image\nframes\n"
+    assert (outputs / "posters" / "clip.png").read_text() == (
+        "ffmpeg of the image\nffmpeg of the image\nframes\n")  # Batch ran the image's too
