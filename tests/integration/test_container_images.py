@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import FAKE_AWS_ENV, ROOT, put
+from conftest import FAKE_AWS_ENV, ROOT, make_batch_queue, put
 
 from supervisor.aws import ClientFactory
 from supervisor.container import prepare as prepare_mod
 from supervisor.handler import handle
 from supervisor.local.context import LocalContext
-from supervisor.local.image import build_busybox_image, build_glibc_image
+from supervisor.local.image import build_busybox_image, build_glibc_image, build_layered_image
 from supervisor.local.s3event import event_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.container,
@@ -196,6 +196,31 @@ def test_a_pull_longer_than_the_budget_fails_in_lambda_mode_and_stays_cached(
     registry.reset_counts()
     assert fn.invoke(config, key="input/b.txt")["status"] == "completed"
     assert registry.requests("blob", name) == 2 - len(held)  # what was had is not fetched again
+
+
+def test_lambda_batch_hands_off_a_record_whose_pull_does_not_fit_the_budget(
+        fn: Lambda, registry: Any, images: dict[str, Path], batch_network: dict[str, str],
+        aws_env: dict[str, str]) -> None:
+    import boto3
+
+    batch = boto3.client("batch", endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+                         region_name="us-east-1")
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    make_batch_queue(batch, batch_network, queue)
+    name = f"tests/handoff-{uuid.uuid4().hex[:8]}"
+    big = build_layered_image(fn.tmp_path / "big.tar", layer_bytes=[32 << 20] * 4)
+    registry.push(big, name, "v1")
+    config = fn.config(f"{registry.host}/{name}:v1", mode="lambda-batch",
+                       extra=f"batch: {{job_queue: {queue}, job_definition: {queue}}}\n"
+                       ).replace("timeout_threshold: 2", "timeout_threshold: 1")
+    # A 1.2 s budget: enough to start, not to pull, unpack and set up 128 MiB.
+    record = fn.invoke(config, timeout=2.2)
+    assert record["status"] == "delegated", record
+    assert "pulling the container image" in record["reason"] or \
+        "preparing the container image" in record["reason"], record["reason"]
+    assert fn.outputs() == []  # the script never ran here
+    (job,) = batch.describe_jobs(jobs=[record["job_id"]])["jobs"]
+    assert job["jobQueue"].endswith(queue)
 
 
 def test_a_bad_reference_is_a_config_error_naming_the_field(fn: Lambda) -> None:
