@@ -15,7 +15,15 @@ from typing import Any, Optional, Sequence
 
 from ..config import FunctionConfig, from_fdl
 from ..errors import ConfigError
-from ..provision import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, Deployment, Outcome, deploy, remove
+from ..provision import (
+    DEFAULT_BATCH_PYZ,
+    DEFAULT_LAYER_ZIP,
+    DEFAULT_UDOCKER_LAYER_ZIP,
+    Deployment,
+    Outcome,
+    deploy,
+    remove,
+)
 from ..workflow import check_loops
 from .args import Subparsers, add_command
 from .context import Context
@@ -61,6 +69,10 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--pyz", type=Path, default=DEFAULT_BATCH_PYZ, metavar="PATH",
                         help=f"supervisor-batch.pyz for Batch hosts (default "
                              f"{DEFAULT_BATCH_PYZ})")
+    parser.add_argument("--udocker-layer-zip", type=Path, default=None, metavar="PATH",
+                        help=f"udocker and its engine files, for functions that run their "
+                             f"script in an image on Lambda (default: udocker-layer.zip "
+                             f"beside --layer-zip, {DEFAULT_UDOCKER_LAYER_ZIP})")
     parser = add_command(
         subparsers, "rm", common=common, func=run_rm, examples=RM_EXAMPLES,
         summary="remove what deploy created for a function definition",
@@ -114,7 +126,10 @@ def run_deploy(args: argparse.Namespace, ctx: Context) -> int:
         if not args.dry_run:
             ctx.note(f"deploying {config.name} ({config.execution_mode}) ...")
         done.append(deploy(config, ctx.clients, layer_zip=args.layer_zip,
-                           batch_pyz=args.pyz, region=ctx.region, dry_run=args.dry_run))
+                           batch_pyz=args.pyz,
+                           udocker_layer_zip=(args.udocker_layer_zip or
+                                              args.layer_zip.with_name("udocker-layer.zip")),
+                           region=ctx.region, dry_run=args.dry_run))
 
     def text() -> str:
         return "\n\n".join(

@@ -8,7 +8,6 @@ reference may carry a tag, a digest, or both (the digest wins).
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -60,6 +59,8 @@ def is_loopback(host: str) -> bool:
     """Whether ``host`` (no port) is this machine: ``localhost`` or a loopback address."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
+    import ipaddress  # only when a registry host is checked: not at the handler's cold start
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..aws import ClientFactory
 from ..config import FunctionConfig, from_fdl
 from ..errors import ConfigError, SupervisorError
-from ..provision import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, FunctionRequest, deploy
+from ..provision import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, FunctionRequest, deploy, names_of
 from ..provision.userdata import HOST_DIR
 from ..workflow import check_loops, edges
 from .account import localize, prepare_account
@@ -70,7 +70,8 @@ class LocalCloud:
     def __init__(self, configs: Sequence[FunctionConfig], *, state_dir: Path,
                  progress: Progress, timeout: Optional[float] = None,
                  layer_zip: Path = DEFAULT_LAYER_ZIP,
-                 batch_pyz: Path = DEFAULT_BATCH_PYZ) -> None:
+                 batch_pyz: Path = DEFAULT_BATCH_PYZ,
+                 udocker_layer_zip: Optional[Path] = None) -> None:
         check_loops(configs)
         for artefact in (layer_zip, batch_pyz):
             if not artefact.is_file():
@@ -81,6 +82,8 @@ class LocalCloud:
         self.timeout = timeout
         self.layer_zip = layer_zip
         self.batch_pyz = batch_pyz
+        # built beside the supervisor layer by ./build.sh layer
+        self.udocker_layer_zip = udocker_layer_zip or layer_zip.with_name("udocker-layer.zip")
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "LocalCloud":
@@ -111,7 +114,7 @@ class LocalCloud:
         codes: dict[str, bytes] = {}
         for config in self.local.values():
             result = deploy(config, self.clients, layer_zip=self.layer_zip,
-                            batch_pyz=self.batch_pyz)
+                            batch_pyz=self.batch_pyz, udocker_layer_zip=self.udocker_layer_zip)
             function = result.plan.one(FunctionRequest)
             if function is not None:
                 codes[config.name] = function.code
@@ -119,13 +122,16 @@ class LocalCloud:
             self.progress(f"deployed {config.name} ({config.execution_mode}): "
                           f"{made} resources")
         self.store = LocalStore(self.state_dir, endpoint=endpoint.url)
-        local, layer_zip = self.local, self.layer_zip
+        local, layer_zip, udocker_zip = self.local, self.layer_zip, self.udocker_layer_zip
+        udocker_layers = {f":layer:{names_of(c).udocker_layer}:" for c in local.values()}
         self.lambdas = self._stack.enter_context(LambdaExecutor(
             self.clients, endpoint_env=endpoint.env, store=self.store,
             work_root=self.state_dir / "lambda",
             code=codes.__getitem__,  # called with the FunctionName Lambda reports
             # locally the only layer whose content is at hand is the supervisor's own
-            layers=lambda arn: layer_zip, timeout_override=self.timeout))
+            layers=lambda arn: (udocker_zip if any(n in arn for n in udocker_layers)
+                                else layer_zip),
+            timeout_override=self.timeout))
         host = LocalHost(
             base_env=base_env(os.environ, endpoint.env),
             host_paths={HOST_DIR: self.batch_pyz.resolve().parent},

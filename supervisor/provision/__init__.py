@@ -26,6 +26,7 @@ from .plan import (
                    DEFAULT_BATCH_PYZ,
                    DEFAULT_LAYER_ZIP,
                    DEFAULT_RUNTIME,
+                   DEFAULT_UDOCKER_LAYER_ZIP,
                    HANDLER,
                    PLACEHOLDER_ACCOUNT_ID,
                    build_plan,
@@ -61,6 +62,6 @@ __all__ = [
     "BucketRequest", "NotificationRequest", "PermissionRequest", "LayerRequest",
     "FunctionRequest", "LogGroupRequest", "ArtifactRequest", "LaunchTemplateRequest",
     "ComputeEnvironmentRequest", "JobQueueRequest", "JobDefinitionRequest",
-    "DEFAULT_LAYER_NAME", "DEFAULT_LAYER_ZIP", "DEFAULT_BATCH_PYZ", "DEFAULT_RUNTIME",
+    "DEFAULT_LAYER_NAME", "DEFAULT_LAYER_ZIP", "DEFAULT_BATCH_PYZ", "DEFAULT_UDOCKER_LAYER_ZIP", "DEFAULT_RUNTIME",
     "HANDLER", "PLACEHOLDER_ACCOUNT_ID", "MAX_JOB_DEFINITION_BYTES",
 ]

@@ -5,8 +5,6 @@ calls, so a deploy that changes nothing makes no mutating call.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from ..aws import ClientFactory
 from .batch import ensure_compute_environment, ensure_job_definition, ensure_job_queue
 from .ec2 import ensure_launch_template
@@ -68,14 +66,14 @@ def apply(plan: Plan, clients: ClientFactory, *, waiting: Waiting = DEFAULT_WAIT
     if definition is not None:
         outcomes.append(ensure_job_definition(clients.client("batch"), definition))
 
-    layer_arn: Optional[str] = None
-    layer = plan.one(LayerRequest)
-    if layer is not None:
+    layer_arns: list[str] = []
+    for layer in plan.all(LayerRequest):  # the supervisor's, then udocker's
         outcome, layer_arn = ensure_layer(lam, layer)
         outcomes.append(outcome)
+        layer_arns.append(layer_arn)
     function = plan.one(FunctionRequest)
     if function is not None:
-        outcomes.append(ensure_function(lam, function, layer_arn, waiting))
+        outcomes.append(ensure_function(lam, function, layer_arns, waiting))
     log_group = plan.one(LogGroupRequest)
     if log_group is not None:
         outcomes.append(ensure_log_group(clients.client("logs"), log_group))

@@ -10,7 +10,13 @@ from ..config import FunctionConfig
 from .apply import apply
 from .errors import ProvisionError, translated
 from .names import DEFAULT_LAYER_NAME
-from .plan import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, PLACEHOLDER_ACCOUNT_ID, build_plan
+from .plan import (
+    DEFAULT_BATCH_PYZ,
+    DEFAULT_LAYER_ZIP,
+    DEFAULT_UDOCKER_LAYER_ZIP,
+    PLACEHOLDER_ACCOUNT_ID,
+    build_plan,
+)
 from .preflight import preflight
 from .requests import Outcome, Plan
 from .waiting import DEFAULT_WAITING, Waiting
@@ -52,6 +58,7 @@ def client_region(clients: ClientFactory) -> str:
 def deploy(config: FunctionConfig, clients: ClientFactory, *,
            layer_zip: Path = DEFAULT_LAYER_ZIP, batch_pyz: Path = DEFAULT_BATCH_PYZ,
            layer_name: str = DEFAULT_LAYER_NAME, region: Optional[str] = None,
+           udocker_layer_zip: Path = DEFAULT_UDOCKER_LAYER_ZIP,
            dry_run: bool = False, waiting: Waiting = DEFAULT_WAITING) -> Deployment:
     """Create or update everything ``config`` needs; idempotent.
 
@@ -65,11 +72,12 @@ def deploy(config: FunctionConfig, clients: ClientFactory, *,
     if dry_run:
         plan = build_plan(config, account_id=PLACEHOLDER_ACCOUNT_ID, region=region,
                           layer_zip=layer_zip, batch_pyz=batch_pyz, layer_name=layer_name,
-                          placeholder_account=True)
+                          udocker_layer_zip=udocker_layer_zip, placeholder_account=True)
         return Deployment(plan=plan, outcomes=(), dry_run=True)
     account_id = caller_account(clients)
     plan = build_plan(config, account_id=account_id, region=region, layer_zip=layer_zip,
-                      batch_pyz=batch_pyz, layer_name=layer_name)
+                      batch_pyz=batch_pyz, layer_name=layer_name,
+                      udocker_layer_zip=udocker_layer_zip)
     preflight(plan, clients)
     outcomes = apply(plan, clients, waiting=waiting)
     return Deployment(plan=plan, outcomes=tuple(outcomes), dry_run=False)

@@ -9,7 +9,7 @@ compared field differs.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from .errors import ProvisionError, error_code, translated
 from .names import NOTIFICATION_PREFIX
@@ -108,10 +108,10 @@ def _settled(lam: Any, name: str, waiting: Waiting) -> Mapping[str, Any]:
     return wait_until(check, f"function {name} to be ready", waiting)
 
 
-def ensure_function(lam: Any, request: FunctionRequest, layer_arn: Optional[str],
+def ensure_function(lam: Any, request: FunctionRequest, layer_arns: Sequence[str],
                     waiting: Waiting) -> Outcome:
     """Create the function, or update its code and configuration where they differ."""
-    desired = request.configuration(layer_arn)
+    desired = request.configuration(layer_arns)
     current = function_configuration(lam, request.name)
     if current is None:
         with translated(f"cannot create function {request.name}"):

@@ -39,6 +39,7 @@ class Names:
 
     function: str
     layer: str
+    udocker_layer: str  # "<layer>-udocker": udocker and its engine files
     log_group: str
     notification_id: str
     compute_environment: str
@@ -74,6 +75,7 @@ def names_of(config: FunctionConfig, layer_name: str = DEFAULT_LAYER_NAME) -> Na
     return Names(
         function=config.name,
         layer=layer_name,
+        udocker_layer=f"{layer_name}-udocker",
         log_group=f"/aws/lambda/{config.name}",
         notification_id=f"{NOTIFICATION_PREFIX}{config.name}",
         compute_environment=config.name,

@@ -49,6 +49,7 @@ HANDLER = "supervisor.handler.lambda_handler"
 DEFAULT_EPHEMERAL_STORAGE = 512  # MB of /tmp
 DEFAULT_LAYER_ZIP = Path("dist/supervisor-layer.zip")
 DEFAULT_BATCH_PYZ = Path("dist/supervisor-batch.pyz")
+DEFAULT_UDOCKER_LAYER_ZIP = Path("dist/udocker-layer.zip")
 CONFIG_PATH_ENV = "FUNCTION_CONFIG_PATH"
 LAMBDA_ENV_LIMIT = 4096  # bytes, all keys and values
 MAX_LAYERS = 5
@@ -183,6 +184,7 @@ def _file_problem(path: Path, what: str, hint: str) -> Optional[str]:
 def build_plan(config: FunctionConfig, *, account_id: str, region: str,
                layer_zip: Path = DEFAULT_LAYER_ZIP, batch_pyz: Optional[Path] = None,
                layer_name: str = DEFAULT_LAYER_NAME,
+               udocker_layer_zip: Path = DEFAULT_UDOCKER_LAYER_ZIP,
                placeholder_account: bool = False) -> Plan:
     """The resources ``config`` needs, in apply order.
 
@@ -211,6 +213,13 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
     elif layer_zip.stat().st_size > MAX_DIRECT_UPLOAD:
         problems.append(f"layer zip: {str(layer_zip)!r} is {layer_zip.stat().st_size} bytes; "
                         f"a direct upload allows {MAX_DIRECT_UPLOAD}")
+    containers = runs_containers_on_lambda(config)
+    if containers:
+        missing = _file_problem(udocker_layer_zip, "udocker layer zip",
+                                "build it with ./build.sh layer (the function runs its script "
+                                "in container.image on Lambda)")
+        if missing:
+            problems.append(missing)
     pyz = batch_pyz if batch_pyz is not None else DEFAULT_BATCH_PYZ
     if config.delegates:
         missing = _file_problem(pyz, "supervisor-batch.pyz", "build it with ./build.sh layer")
@@ -227,6 +236,10 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
     requests.append(LayerRequest(name=names.layer, zip_path=layer_zip,
                                  sha256=file_sha256(layer_zip),
                                  compatible_runtimes=(runtime,)))
+    if containers:
+        requests.append(LayerRequest(name=names.udocker_layer, zip_path=udocker_layer_zip,
+                                     sha256=file_sha256(udocker_layer_zip),
+                                     compatible_runtimes=(runtime,)))
     if image_artifact is not None:
         requests.append(image_artifact)
     description = _raw_text(config, "description")
@@ -245,6 +258,13 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
         requests.extend(_batch_requests(config, names, pyz, account_id, region))
     return Plan(function=config.name, account_id=account_id, region=region,
                 requests=tuple(requests), placeholder_account=placeholder_account)
+
+
+def runs_containers_on_lambda(config: FunctionConfig) -> bool:
+    """Whether the Lambda side runs the script in an image (and so needs the udocker layer)."""
+    container = config.container
+    return (config.execution_mode != "batch" and not container.run_on_host
+            and bool(container.image.strip() or container.image_file))
 
 
 def image_key(names: Names, sha256: str) -> str:

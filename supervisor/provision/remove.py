@@ -21,6 +21,7 @@ from .ec2 import all_default_user_data, remove_launch_template
 from .lambda_fn import remove_function, remove_layer_versions, remove_permissions
 from .logs import remove_log_group
 from .names import DEFAULT_LAYER_NAME, names_of
+from .plan import runs_containers_on_lambda
 from .requests import Outcome
 from .s3 import remove_artifacts, remove_bucket, remove_notifications
 from .waiting import DEFAULT_WAITING, Waiting
@@ -45,6 +46,8 @@ def remove(config: FunctionConfig, clients: ClientFactory, *,
     outcomes.extend(remove_permissions(lam, names.function))
     outcomes.append(remove_function(lam, names.function))
     outcomes.extend(remove_layer_versions(lam, names.layer, names.function))
+    if runs_containers_on_lambda(config):  # deploy attached the udocker layer too
+        outcomes.extend(remove_layer_versions(lam, names.udocker_layer, names.function))
     outcomes.append(remove_log_group(clients.client("logs"), names.log_group,
                                      owned=config.log_retention_days is not None))
     if config.delegates:

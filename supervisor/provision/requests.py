@@ -11,7 +11,7 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union
+from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence, TypeVar, Union
 
 from ..config.fields import plain
 
@@ -161,9 +161,11 @@ class FunctionRequest:
         """Lambda's ``CodeSha256`` of the zip: base64 of its SHA-256."""
         return base64.b64encode(hashlib.sha256(self.code).digest()).decode("ascii")
 
-    def configuration(self, layer_arn: Optional[str]) -> dict[str, Any]:
+    def configuration(self, layer_arns: Sequence[str]) -> dict[str, Any]:
         """The function's configuration as ``UpdateFunctionConfiguration`` takes it."""
-        layers = ([layer_arn] if layer_arn else []) + list(self.extra_layers)
+        if isinstance(layer_arns, str):
+            raise TypeError("layer_arns is a list of ARNs, not one string")
+        layers = list(layer_arns) + list(self.extra_layers)
         return {
             "FunctionName": self.name,
             "Runtime": self.runtime,
@@ -179,7 +181,7 @@ class FunctionRequest:
 
     def fields(self) -> dict[str, Any]:
         """The request's settings, JSON-ready (the layer ARN is known only at apply)."""
-        settings = self.configuration("<supervisor layer version>")
+        settings = self.configuration(["<supervisor layer version>"])
         settings.pop("FunctionName")
         settings["CodeSha256"] = self.code_sha256
         settings["CodeSize"] = len(self.code)

@@ -74,8 +74,12 @@ def pyz(tmp_path: Path) -> Path:
 
 def plan_for(config: FunctionConfig, layer_zip: Path, pyz: Path,
              account_id: str = ACCOUNT) -> Plan:
+    udocker_zip = layer_zip.with_name("udocker-layer.zip")
+    if not udocker_zip.exists():
+        with zipfile.ZipFile(udocker_zip, "w") as archive:
+            archive.writestr("python/udocker/__init__.py", "")
     return build_plan(config, account_id=account_id, region=REGION, layer_zip=layer_zip,
-                      batch_pyz=pyz)
+                      batch_pyz=pyz, udocker_layer_zip=udocker_zip)
 
 
 def one(plan: Plan, kind: Any) -> Any:
@@ -121,7 +125,7 @@ def test_plants_bucket_layer_and_function(plants: FunctionConfig, layer_zip: Pat
     assert function.role == "arn:aws:iam::123456789012:role/supervisor-lambda"
     assert (function.memory, function.timeout, function.ephemeral_storage) == (512, 300, 512)
     assert function.environment == {"FUNCTION_CONFIG_PATH": "/var/task/function_config.yaml"}
-    config = function.configuration("arn:layer:1")
+    config = function.configuration(["arn:layer:1"])
     assert config["Layers"] == ["arn:layer:1"]
     assert function.code_sha256 == base64.b64encode(
         hashlib.sha256(function.code).digest()).decode()
@@ -298,7 +302,8 @@ def test_mrbayes_lambda_plan_has_no_batch_resources(mrbayes: FunctionConfig, lay
                                                     pyz: Path) -> None:
     plan = plan_for(mrbayes, layer_zip, pyz)
     assert [r.kind for r in plan.requests] == [
-        "s3-bucket", "lambda-layer", "lambda-function", "lambda-permission", "s3-notification"]
+        "s3-bucket", "lambda-layer", "lambda-layer", "lambda-function", "lambda-permission",
+        "s3-notification"]
     assert one(plan, NotificationRequest).prefix == "input/"
     function = one(plan, FunctionRequest)
     assert (function.memory, function.timeout) == (1024, 300)
@@ -330,7 +335,7 @@ def test_runtime_ephemeral_storage_and_extra_layers_from_raw_keys(tmp_path: Path
                     "input": [{"path": "b/in"}]}, check_files=False)
     function = one(plan_for(config, layer_zip, pyz), FunctionRequest)
     assert (function.runtime, function.ephemeral_storage) == ("python3.11", 2048)
-    assert function.configuration("arn:ours")["Layers"] == [
+    assert function.configuration(["arn:ours"])["Layers"] == [
         "arn:ours", "arn:aws:lambda:eu-west-1:1:layer:x:1"]
 
 
@@ -442,7 +447,7 @@ def test_user_data_is_mime_multipart_installing_the_pyz(plants: FunctionConfig,
 def test_configuration_diff_names_only_the_fields_that_differ(plants: FunctionConfig,
                                                                layer_zip: Path,
                                                                pyz: Path) -> None:
-    desired = one(plan_for(plants, layer_zip, pyz), FunctionRequest).configuration("arn:l:1")
+    desired = one(plan_for(plants, layer_zip, pyz), FunctionRequest).configuration(["arn:l:1"])
     current = dict(desired, Layers=[{"Arn": "arn:l:1", "CodeSize": 1}])
     assert configuration_diff(current, desired) == []
     current = dict(current, MemorySize=128, Environment={"Variables": {}})
@@ -590,3 +595,18 @@ def test_the_job_command_names_a_missing_python3_in_one_line(tmp_path: Path) -> 
     done = subprocess.run(list(JOB_COMMAND), env={"PATH": f"{bare}:/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=10)
     assert (done.returncode, done.stdout) == (0, f"ran {HOST_PYZ}\n")
+
+
+def test_a_function_that_runs_its_image_on_lambda_gets_the_udocker_layer(
+        mrbayes: FunctionConfig, layer_zip: Path, pyz: Path) -> None:
+    layers = [r.name for r in plan_for(mrbayes, layer_zip, pyz).all(LayerRequest)]
+    assert layers == ["supervisor-runtime", "supervisor-runtime-udocker"]
+    on_host = dataclasses.replace(mrbayes, container=dataclasses.replace(
+        mrbayes.container, run_on_host=True))
+    assert [r.name for r in plan_for(on_host, layer_zip, pyz).all(LayerRequest)] == [
+        "supervisor-runtime"]
+    fields = one(plan_for(mrbayes, layer_zip, pyz), FunctionRequest).fields()
+    assert fields["Layers"] == ["<supervisor layer version>"]  # the ARNs come at apply
+    with pytest.raises(ProvisionError, match="udocker layer zip: .* build it with"):
+        build_plan(mrbayes, account_id=ACCOUNT, region=REGION, layer_zip=layer_zip,
+                   batch_pyz=pyz, udocker_layer_zip=layer_zip.with_name("missing.zip"))
