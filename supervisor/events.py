@@ -49,8 +49,9 @@ class InputObject:
 
     @property
     def is_create(self) -> bool:
-        """True for ``ObjectCreated:*`` events, the only ones the script runs on."""
-        return self.event_name.startswith(_CREATE_PREFIX)
+        """True for ``ObjectCreated:*`` events, the only ones the script runs on, and for a
+        record that names no event at all (faas-supervisor's own test events)."""
+        return not self.event_name or self.event_name.startswith(_CREATE_PREFIX)
 
     @property
     def uri(self) -> str:
@@ -75,9 +76,10 @@ class InputObject:
             return f"{base}#etag={self.etag}"
         return f"{base}#none"
 
-    def record_json(self) -> str:
-        """The raw record as JSON: what the script receives as ``EVENT``."""
-        return json.dumps(self.record)
+    def event_json(self) -> str:
+        """What the script receives as ``EVENT``: the S3 event as S3 sends it, holding this
+        one record (``{"Records": [record]}``)."""
+        return json.dumps({"Records": [self.record]})
 
 
 def parse(raw: Union[Mapping[str, Any], str, bytes]) -> list[InputObject]:

@@ -16,7 +16,7 @@ from .container.spec import ContainerSpec
 from .errors import ScriptTimeout
 from .events import InputObject
 from .result import RecordResult
-from .runner import RunResult, build_env, run, script_argv, write_script
+from .runner import RunResult, build_env, local_ip, run, script_argv, write_script
 from .storage import stage_in, stage_out
 from .watchdog import Deadline
 from .workdir import WorkDirs
@@ -184,10 +184,11 @@ def _run_script(job: Job, container: Optional[ContainerSpec], ready: Optional["R
         script_base_env = base_env
     env = build_env(
         base_env=script_base_env, input_file=input_file, work=work, bucket=obj.bucket,
-        key=obj.key, record_json=obj.record_json(), event_time=obj.event_time,
+        key=obj.key, event_json=obj.event_json(), event_time=obj.event_time,
         request_id=job.request_id, execution_service=job.execution_service,
         variables=config.container.environment,
-        pass_aws_credentials=config.container.pass_aws_credentials)
+        pass_aws_credentials=config.container.pass_aws_credentials,
+        instance_ip=local_ip())
     if container is None:
         return run(script_argv(script_path), env=env, cwd=work.root, deadline=job.deadline,
                    log_path=work.log_path, on_line=on_line, clock=clock, grace=job.grace)

@@ -8,9 +8,11 @@ whole process group at the deadline (see :mod:`supervisor.watchdog`).
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import select
 import selectors
+import socket
 import subprocess
 import threading
 import time
@@ -32,6 +34,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "RunResult",
     "build_env",
+    "local_ip",
     "run",
     "script_argv",
     "write_script",
@@ -69,6 +72,7 @@ CONTRACT_VARS: tuple[str, ...] = (
     "STORAGE_BUCKET",
     "EVENT",
     "EVENT_TIME",
+    "INSTANCE_IP",
     "REQUEST_ID",
     "AWS_LAMBDA_REQUEST_ID",
     "EXECUTION_SERVICE",
@@ -94,6 +98,16 @@ def _check_env_item(name: str, value: str) -> None:
         raise ValueError(f"environment variable {name} contains a NUL character")
 
 
+@functools.lru_cache(maxsize=1)
+def local_ip() -> str:
+    """This host's address as faas-supervisor gives it (``INSTANCE_IP``); "" when the
+    host name does not resolve. Looked up once per process, when first needed."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return ""
+
+
 def build_env(
     *,
     base_env: Mapping[str, str],
@@ -101,12 +115,13 @@ def build_env(
     work: WorkDirs,
     bucket: str,
     key: str,
-    record_json: str,
+    event_json: str,
     event_time: str,
     request_id: str,
     execution_service: str,
     variables: Mapping[str, str],
     pass_aws_credentials: bool = False,
+    instance_ip: str = "",
 ) -> dict[str, str]:
     """The script's environment (**contract**: same on Lambda and Batch). Pure.
 
@@ -142,8 +157,9 @@ def build_env(
         "TMP_OUTPUT_DIR": str(work.output_dir),
         "STORAGE_OBJECT_KEY": key,
         "STORAGE_BUCKET": bucket,
-        "EVENT": record_json,
+        "EVENT": event_json,
         "EVENT_TIME": event_time,
+        "INSTANCE_IP": instance_ip,
         "REQUEST_ID": request_id,
         "AWS_LAMBDA_REQUEST_ID": request_id,
         "EXECUTION_SERVICE": execution_service,

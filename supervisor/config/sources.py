@@ -110,6 +110,7 @@ def load(environ: Mapping[str, str], *, default_path: Path = DEFAULT_CONFIG_PATH
                 f"{ENV_CONFIG_PATH} (a YAML file), or provide {default_path}"])
         document = _load_document(_read(file, source), source)
         base_dir = file.parent
+    document = with_environment_overrides(document, environ)
     if "functions" in document and "name" not in document and "lambda" not in document:
         wanted = environ.get("AWS_LAMBDA_FUNCTION_NAME") or None
         configs = _fdl_configs(document, base_dir, None, check_files)
@@ -123,6 +124,28 @@ def load(environ: Mapping[str, str], *, default_path: Path = DEFAULT_CONFIG_PATH
                                "give one function's configuration"])
         return chosen[0]
     return parse(document, base_dir=base_dir, check_files=check_files)
+
+
+ENV_OVERRIDES: tuple[tuple[str, str], ...] = (("EXECUTION_MODE", "execution_mode"),
+                                              ("LOG_LEVEL", "log_level"))
+"""The function's environment variables that win over its configuration, as in
+faas-supervisor: ``EXECUTION_MODE`` and ``LOG_LEVEL``."""
+
+
+def with_environment_overrides(document: Mapping[str, Any],
+                               environ: Mapping[str, str]) -> Mapping[str, Any]:
+    """``document`` with ``EXECUTION_MODE``/``LOG_LEVEL`` from ``environ`` in its ``lambda``
+    section (or at its top, for a flat configuration). Pure; parse checks the values."""
+    overrides = {key: environ[name].strip() for name, key in ENV_OVERRIDES
+                 if environ.get(name, "").strip()}
+    if not overrides:
+        return document
+    section = document.get("lambda")
+    if isinstance(section, Mapping):
+        return {**document, "lambda": {**section, **overrides}}
+    if "functions" in document and "name" not in document:
+        return document  # a whole FDL file: the function is chosen first
+    return {**document, **overrides}
 
 
 def _names_file(text: str) -> bool:

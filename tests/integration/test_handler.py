@@ -278,3 +278,19 @@ def test_a_bad_record_fails_alone_and_the_good_ones_still_run(s3: Any, bucket: s
     assert (second["bucket"], second["status"]) == (bucket, "failed")
     assert "Records[1].s3.object.key is missing" in second["error"]
     assert "output/deep/er/a.txt.copy.txt" in keys(s3, bucket, "output/")
+
+
+def test_the_script_gets_the_s3_event_and_the_instance_ip_as_scar_scripts_read_them(
+        s3: Any, bucket: str, aws_env: dict[str, str], tmp_path: Path) -> None:
+    from supervisor.runner import local_ip
+
+    script = write_script(tmp_path, 'printf "%s" "$EVENT" > "$TMP_OUTPUT_DIR/event.txt"\n'
+                                    'printf "%s" "$INSTANCE_IP" > "$TMP_OUTPUT_DIR/ip.txt"\n')
+    record = put(s3, bucket, "input/a.txt", b"alpha")
+    del record["eventName"]  # as in faas-supervisor's own test events: still processed
+    response, body = invoke(event_of(record), make_config(bucket, script), aws_env, tmp_path)
+    assert body["records"][0]["status"] == "completed", body
+    event = json.loads(s3.get_object(Bucket=bucket, Key="output/event.txt")["Body"].read())
+    assert event == {"Records": [record]}  # jq '.Records[0].s3.object.key' works
+    ip = s3.get_object(Bucket=bucket, Key="output/ip.txt")["Body"].read().decode()
+    assert ip == local_ip()

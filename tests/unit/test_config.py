@@ -889,3 +889,17 @@ def test_a_delegating_function_reading_another_provider_needs_its_own_handoff_bu
                             "provider s3.minio") for p in err.value.problems)
     data["handoff"] = {"bucket": "my-staging"}
     assert parse(data, check_files=False).handoff_bucket == "my-staging"
+
+
+def test_execution_mode_and_log_level_from_the_environment_win_as_in_faas_supervisor(
+        tmp_path: Path) -> None:
+    flat = json.dumps({"name": "fn", "execution_mode": "lambda"})
+    entry = json.dumps({"lambda": {"name": "fn", "log_level": "INFO"}})
+    none = tmp_path / "none"
+    assert load({"FUNCTION_CONFIG": flat}, default_path=none).execution_mode == "lambda"
+    overridden = load({"FUNCTION_CONFIG": flat, "EXECUTION_MODE": "batch"}, default_path=none)
+    assert overridden.execution_mode == "batch" and overridden.delegates
+    assert load({"FUNCTION_CONFIG": entry, "EXECUTION_MODE": "lambda-batch",
+                 "LOG_LEVEL": "DEBUG"}, default_path=none).log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="execution_mode: 'fast' is not one of"):
+        load({"FUNCTION_CONFIG": flat, "EXECUTION_MODE": "fast"}, default_path=none)

@@ -79,7 +79,7 @@ RECORD = {"eventName": "ObjectCreated:Put",
 
 def script_env(work: WorkDirs, input_file: Path, **variables: str) -> dict[str, str]:
     return build_env(base_env=container_base_env(HOST_ENV), input_file=input_file, work=work,
-                     bucket="in", key="a b=c.txt", record_json=json.dumps(RECORD),
+                     bucket="in", key="a b=c.txt", event_json=json.dumps({"Records": [RECORD]}),
                      event_time="2024-05-01T12:00:00.000Z", request_id="req-1",
                      execution_service="lambda", variables=variables)
 
@@ -421,7 +421,7 @@ def test_script_runs_in_the_image_with_its_env_input_and_outputs(
     assert "service=lambda" in view
     assert "input=input content" in view
     assert 'user_var=x=1 "quoted" $not_expanded' in view
-    assert json.loads((work.output_dir / "event.json").read_text()) == RECORD
+    assert json.loads((work.output_dir / "event.json").read_text()) == {"Records": [RECORD]}
     assert (work.output_dir / "sub" / "n.txt").read_text() == "nested\n"
     env = dict(line.split("=", 1) for line in
                (work.output_dir / "env.txt").read_text().splitlines() if "=" in line)

@@ -62,7 +62,7 @@ def test_record_is_kept_raw_with_the_key_still_encoded() -> None:
     [obj] = parse(event)
     assert obj.record is event["Records"][0]
     assert obj.record["s3"]["object"]["key"] == "input/my+photo%2B1+%C3%B1and%C3%BA+%C3%BC.jpg"
-    assert json.loads(obj.record_json()) == event["Records"][0]
+    assert json.loads(obj.event_json()) == {"Records": [event["Records"][0]]}
 
 
 def test_two_records_come_back_in_order_with_their_own_values() -> None:

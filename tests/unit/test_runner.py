@@ -63,7 +63,7 @@ def make_env(work: WorkDirs, **overrides: Any) -> dict[str, str]:
         work=work,
         bucket="in",
         key="dir/a b.txt",
-        record_json=json.dumps(RECORD),
+        event_json=json.dumps({"Records": [RECORD]}),
         event_time="2024-05-01T12:00:00.000Z",
         request_id="req-123",
         execution_service="lambda",
@@ -102,8 +102,9 @@ def test_build_env_sets_every_contract_variable(work: WorkDirs) -> None:
     assert env["TMP_OUTPUT_DIR"] == str(work.output_dir)
     assert env["STORAGE_OBJECT_KEY"] == "dir/a b.txt"
     assert env["STORAGE_BUCKET"] == "in"
-    assert json.loads(env["EVENT"]) == RECORD
+    assert json.loads(env["EVENT"]) == {"Records": [RECORD]}  # the S3 event, one record
     assert env["EVENT_TIME"] == "2024-05-01T12:00:00.000Z"
+    assert env["INSTANCE_IP"] == ""  # none given here
     assert env["REQUEST_ID"] == "req-123"
     assert env["AWS_LAMBDA_REQUEST_ID"] == "req-123"
     assert env["EXECUTION_SERVICE"] == "lambda"
@@ -138,7 +139,7 @@ def test_build_env_never_passes_the_supervisors_own_inputs(work: WorkDirs, pass_
     env = make_env(work, pass_aws_credentials=pass_credentials)
     assert not SUPERVISOR_VARS & set(env)
     assert {"FUNCTION_CONFIG", "FUNCTION_CONFIG_PATH", "SCRIPT", "SUPERVISOR_HANDOFF"} <= SUPERVISOR_VARS
-    assert env["EVENT"] == json.dumps(RECORD)  # re-set, not the supervisor's EVENT
+    assert env["EVENT"] == json.dumps({"Records": [RECORD]})  # re-set, not the supervisor's
 
 
 def test_build_env_applies_user_variables(work: WorkDirs) -> None:
@@ -432,3 +433,8 @@ def test_run_result_succeeded_needs_exit_zero_and_no_timeout(tmp_path: Path) -> 
     assert not result(0, True).succeeded
     assert not result(1, False).succeeded
     assert not result(-15, True).succeeded
+
+
+def test_build_env_passes_the_instance_ip(work: WorkDirs) -> None:
+    assert make_env(work, instance_ip="10.1.2.3")["INSTANCE_IP"] == "10.1.2.3"
+    assert make_env(work, variables={"INSTANCE_IP": "x"})["INSTANCE_IP"] == ""  # contract wins
