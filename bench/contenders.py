@@ -86,11 +86,16 @@ class Contender:
         return [self.python, str(BENCH_DIR / "lambda_child.py"), self.name, str(spec), str(out)]
 
 
-def make_contenders(peer_python: Optional[str] = None) -> list[Contender]:
-    """ours, peer, floor; ours and the floor run on this interpreter (the project venv)."""
+def make_contenders(peer_python: Optional[str] = None, *,
+                    need_peer: bool = True) -> list[Contender]:
+    """ours, peer, floor; ours and the floor run on this interpreter (the project venv).
+
+    Without ``need_peer`` (rows that do not run it) a missing peer venv leaves it out.
+    """
     peer = peer_python or str(PEER_VENV / "bin" / "python")
-    if not os.access(peer, os.X_OK):
+    found = os.access(peer, os.X_OK)
+    if need_peer and not found:
         raise SystemExit(f"the peer's venv is missing ({peer}); ./build.sh bench creates it")
     return [Contender("ours", "this project", sys.executable),
-            Contender("peer", "faas-supervisor 1.5.8", peer),
+            *([Contender("peer", "faas-supervisor 1.5.8", peer)] if found else []),
             Contender("floor", "boto3 floor", sys.executable)]

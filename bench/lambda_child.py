@@ -4,7 +4,10 @@
 own interpreter (the peer's venv for ``peer``). It times the cold import of the
 handler module first, before anything else is imported, then invokes the handler
 once per event of the spec (the first invocation is the cold one) with a Lambda
-context whose deadline is real, and writes the timings and the responses.
+context whose deadline is real, and writes the timings and the responses. The
+spec's optional ``environ`` list holds, per event, variables set in this process
+before that invocation (the container rows switch ``FUNCTION_CONFIG`` between
+two functions this way; the handler reads the environment on every invocation).
 
 Only the stdlib is imported here; the contender brings boto3.
 """
@@ -32,6 +35,7 @@ HANDLER = importlib.import_module(_MODULES[CONTENDER]).lambda_handler
 IMPORT_SECONDS = time.perf_counter() - _T0
 
 import json  # noqa: E402  after the timed import, on purpose
+import os  # noqa: E402
 import uuid  # noqa: E402
 
 
@@ -61,7 +65,11 @@ def _main() -> None:
     with open(sys.argv[2], encoding="utf-8") as handle:
         spec = json.load(handle)
     invocations = []
-    for event in spec["events"]:
+    settings = spec.get("environ") or [{} for _ in spec["events"]]
+    if len(settings) != len(spec["events"]):
+        raise SystemExit("the spec's environ list does not match its events")
+    for event, variables in zip(spec["events"], settings):
+        os.environ.update(variables)
         context = Context(spec["function_name"], float(spec["timeout"]))
         start = time.perf_counter()
         response = HANDLER(event, context)

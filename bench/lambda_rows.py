@@ -20,15 +20,15 @@ from .contenders import UDOCKER_STUB, Contender
 from .measure import RunFailed
 from .session import Session, rounds_in_order
 
-__all__ = ["run_invoke_rows", "run_handoff_rows", "HandoffSetup", "HANDOFF_TIMEOUT_S",
-           "HANDOFF_THRESHOLD_S"]
+__all__ = ["run_invoke_rows", "run_handoff_rows", "run_child", "response_ok", "HandoffSetup",
+           "HANDOFF_TIMEOUT_S", "HANDOFF_THRESHOLD_S"]
 
 #: The hand-off function: a 3 s Lambda timeout, a 1 s threshold: the watchdog fires at ~2 s.
 HANDOFF_TIMEOUT_S = 3.0
 HANDOFF_THRESHOLD_S = 1
 
 
-def _run_child(session: Session, contender: Contender, label: str, spec: dict[str, Any],
+def run_child(session: Session, contender: Contender, label: str, spec: dict[str, Any],
                extra_env: dict[str, str]) -> dict[str, Any]:
     log = session.log_path(f"{label}-{contender.name}")
     spec_path, out_path = log.with_suffix(".spec.json"), log.with_suffix(".out.json")
@@ -45,7 +45,7 @@ def _run_child(session: Session, contender: Contender, label: str, spec: dict[st
     return result
 
 
-def _response_ok(contender: Contender, response: Any, status: str) -> Optional[str]:
+def response_ok(contender: Contender, response: Any, status: str) -> Optional[str]:
     """Why the response is not a success with records in ``status``, or None."""
     if not isinstance(response, dict) or response.get("statusCode") != 200:
         return f"response {str(response)[:300]}"
@@ -74,12 +74,12 @@ def _invoke_once(session: Session, contender: Contender, warm: int) -> dict[str,
             size, etag = fixture.put(key, body)
             events.append(workload.s3_event(fixture.bucket, key, size, etag))
             bodies[f"{prefix}/out/obj{number}.dat"] = body
-        result = _run_child(session, contender, "lambda",
+        result = run_child(session, contender, "lambda",
                             {"events": events, "function_name": "bench-lambda",
                              "timeout": 300}, contender.lambda_env(workload.b64(config)))
         calls = result["invocations"]
         for number, call in enumerate(calls):
-            problem = _response_ok(contender, call["response"], "completed")
+            problem = response_ok(contender, call["response"], "completed")
             if problem:
                 raise RunFailed(f"invocation {number}: {problem}")
         found = fixture.outputs(f"{prefix}/out/")
@@ -184,12 +184,12 @@ def _handoff_once(session: Session, contender: Contender, setup: HandoffSetup,
             events.append(workload.s3_event(fixture.bucket, key, size, etag))
         env = contender.lambda_env(workload.b64(config), handoff=True, stub=setup.stub,
                                    udocker_dir=setup.udocker_dir)
-        result = _run_child(session, contender, "handoff",
+        result = run_child(session, contender, "handoff",
                             {"events": events, "function_name": setup.name,
                              "timeout": HANDOFF_TIMEOUT_S}, env)
         latencies = []
         for number, call in enumerate(result["invocations"]):
-            problem = _response_ok(contender, call["response"], "delegated")
+            problem = response_ok(contender, call["response"], "delegated")
             if problem:
                 raise RunFailed(f"hand-off {number}: {problem}")
             job = _job_id(contender, call["response"])

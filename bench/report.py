@@ -1,6 +1,7 @@
 """The table, the doc (``docs/BENCHMARKS.md``) and the chart, from a results file."""
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -43,12 +44,22 @@ ROWS: tuple[Row, ...] = (
         "s", 3, 0.5, absolute=True),
     Row("handoff_warm", "hand-off latency, later hand-offs of the process", "s", 3, 0.5,
         absolute=True),
+    Row("container_warm_invoke", "warm invocation, script in a pulled image (PRoot "
+        "{execmode}); floor: the same with `run_on_host: true`", "ms", 1),
+    Row("container_warm_extra", "the image's extra time per warm invocation (image − host)",
+        "ms", 1, 100.0, absolute=True),
+    Row("container_first_invoke", "first invocation in the pulled image, fresh sandbox (pull, "
+        "create, setup, record)", "ms", 0),
+    Row("container_udocker_run", "one `udocker run` of that image's container (`/bin/true`), "
+        "for comparison", "ms", 0),
+    Row("container_pull", "cold pull of a multi-layer image from a loopback registry "
+        "({pull}); floor: urllib3, {threads} threads", "s", 3, 1.30),
     Row("layer_zip", "Lambda layer zip (`dist/supervisor-layer.zip`)", "MB", 2, 5.0,
         absolute=True),
 )
 
 
-_NO_RATIOS = ("big_rss_growth", "layer_zip")
+_NO_RATIOS = ("big_rss_growth", "layer_zip", "container_warm_extra")
 
 
 def _figure(results: Results, row: Row, contender: str) -> Optional[float]:
@@ -59,6 +70,10 @@ def _figure(results: Results, row: Row, contender: str) -> Optional[float]:
     if row.key == "layer_zip":
         size = results.meta.get("layer_zip_bytes") if contender == "ours" else None
         return size / 1e6 if size else None
+    if row.key == "container_warm_extra":
+        if contender != "ours":
+            return None
+        return results.paired_difference("container_warm_invoke", "ours", "floor")
     return median(results.samples(row.key, contender))
 
 
@@ -83,9 +98,23 @@ class TableRow:
         return f"≤ {self.row.limit:.2f}× floor"
 
 
+def _label_fields(results: Results) -> dict[str, object]:
+    meta = results.meta
+    big = meta.get("big_mib", 200)
+    container = meta.get("container") or {}
+    layers = container.get("pull_data_layers_mib") or [8, 8, 8, 8]
+    sizes = (f"{len(layers)} × {layers[0]:g} MiB" if len(set(layers)) == 1
+             else " + ".join(f"{m:g}" for m in layers) + " MiB")
+    pull = f"busybox + {sizes}"
+    if container.get("pull_mib"):
+        pull = f"{container['pull_mib']:.0f} MiB in {container['pull_blobs']} blobs: {pull}"
+    return {"big": big, "big2": 2 * big, "execmode": container.get("execmode", "P1"),
+            "pull": pull, "threads": container.get("pull_threads", 4)}
+
+
 def table_rows(results: Results) -> list[TableRow]:
     """Every row's medians, ratios (ours/peer, ours/floor) and whether the target is met."""
-    big = results.meta.get("big_mib", 200)
+    fields = _label_fields(results)
     out = []
     for row in ROWS:
         values = {c: _figure(results, row, c) for c in CONTENDERS}
@@ -98,7 +127,7 @@ def table_rows(results: Results) -> list[TableRow]:
         if row.limit is not None:
             measure = ours if row.absolute else vs_floor
             met = None if measure is None else measure <= row.limit + 1e-9
-        out.append(TableRow(row=row, label=row.label.format(big=big, big2=2 * big),
+        out.append(TableRow(row=row, label=row.label.format(**fields),
                             values=values, vs_peer=vs_peer, vs_floor=vs_floor, met=met))
     return out
 
@@ -124,7 +153,8 @@ def markdown_table(results: Results) -> str:
 
 
 def _failures(results: Results) -> list[str]:
-    found = []
+    found = [f"- {group} rows skipped: {why}"
+             for group, why in sorted((results.meta.get("skipped") or {}).items())]
     for workload, by_contender in sorted(results.failures.items()):
         for contender, reasons in sorted(by_contender.items()):
             lines = [line.strip() for line in str(reasons[0]).splitlines() if line.strip()]
@@ -149,9 +179,69 @@ def write_doc(results: Results, path: Path, chart: Optional[Path], results_file:
         big_rounds=meta.get("big_rounds"), big=meta.get("big_mib"),
         big2=2 * int(meta.get("big_mib", 200)), warm=meta.get("warm_invocations"),
         command=meta.get("command", "./build.sh bench"), results_file=results_file.as_posix(),
-        elapsed=meta.get("elapsed_s", 0.0),
+        elapsed=meta.get("elapsed_s", 0.0), container=_container_text(results),
+        pull_rounds=meta.get("pull_rounds", "?"),
         failures="\n".join(failures) if failures else "None: every run produced its outputs.")
     path.write_text(text, encoding="utf-8")
+
+
+def _requests_text(requests: list[dict[str, int]], blobs: int) -> str:
+    if not requests:
+        return ""
+    invocations = sum(r["image_invocations"] for r in requests)
+    manifests = sum(r["manifest"] for r in requests)
+    fetched = sum(r["blob"] for r in requests)
+    if manifests == invocations and fetched == blobs * len(requests):
+        return (f"The registry's access log shows one manifest request per image invocation "
+                f"({manifests} for {invocations}: the tag is resolved every time, so a moved "
+                f"tag is seen at once) and the image's {blobs} blobs fetched once per sandbox, "
+                "by its first invocation. ")
+    return (f"The registry's access log counted {manifests} manifest requests for "
+            f"{invocations} image invocations and {fetched} blob requests over "
+            f"{len(requests)} sandboxes. ")
+
+
+def _container_text(results: Results) -> str:
+    """What the container run costs, in words, from this run's figures."""
+    meta = results.meta
+    skipped = (meta.get("skipped") or {}).get("container")
+    if skipped:
+        return f"Not measured in this run: {skipped}."
+    if "container" not in meta.get("groups", ["container"]):
+        return "Not measured in this run (`--only` without `container`)."
+    image = results.value("container_warm_invoke", "ours")
+    host = results.value("container_warm_invoke", "floor")
+    extra = results.paired_difference("container_warm_invoke", "ours", "floor")
+    if image is None or host is None or extra is None:
+        return "No figures: every round failed (see Failed runs)."
+    udocker = results.value("container_udocker_run", "ours")
+    first = results.value("container_first_invoke", "ours")
+    text = (f"A warm invocation in the image took {image:.1f} ms (median), the same on the "
+            f"host {host:.1f} ms: {extra:+.1f} ms per invocation (the median of the "
+            "per-round differences). ")
+    if udocker is not None and extra < udocker:
+        text += (f"One `udocker run` of the same container that runs only `/bin/true` takes "
+                 f"{udocker:.0f} ms by itself, {udocker / max(extra, 0.1):.0f} times that "
+                 "difference, so a warm run cannot be going through udocker: it runs the "
+                 "launch command recorded once per sandbox (PRoot's command line, given the "
+                 "script, its working directory and its variables), no udocker process per "
+                 "run. ")
+    elif udocker is not None:
+        text += (f"That is not less than one `udocker run` of the same container "
+                 f"({udocker:.0f} ms), so these figures do not tell whether a run goes "
+                 "through udocker. ")
+    container = meta.get("container") or {}
+    text += _requests_text(meta.get("container_requests") or [], 2)
+    text += ("What is left of the difference is that manifest request, PRoot starting and "
+             "tracing `sh` and `cp`, and emptying the container's own `/tmp` and `/dev/shm` "
+             "before the run. ")
+    if first is not None:
+        text += (f"The first image invocation of a fresh sandbox took {first:.0f} ms: the "
+                 "pull of the image, `udocker create`, "
+                 f"`udocker setup --execmode={container.get('execmode', 'P1')}` and one "
+                 "recording `udocker run`, once per sandbox (a Lambda execution "
+                 "environment).")
+    return textwrap.fill(text.strip(), width=92, break_on_hyphens=False)
 
 
 def write_chart(results: Results, path: Path) -> bool:
@@ -225,7 +315,9 @@ with nothing else. Every figure is the median of its rounds, all measured in thi
 A ratio is the median over rounds of the ratio within each round (the three contenders of a
 round run back to back), so it is not always the ratio of the two medians beside it: the
 machine drifts between rounds, and absolute times by 15–40 % between runs; only ratios of
-the same run mean anything. Targets are checked on these ratios.
+the same run mean anything. Targets are checked on these ratios. In the container rows the
+floor is not the boto3 script: for the warm invocation it is the same function with
+`container.run_on_host: true` (the script on the host), for the pull a plain HTTP client.
 
 {table}
 
@@ -238,13 +330,17 @@ the same run mean anything. Targets are checked on these ratios.
 - {warmups} warm-up round(s) (discarded) then {rounds} rounds of every small row; the {big} MiB
   row {big_rounds} round(s) after {warmups} warm-up(s) and the {big2} MiB row {big_rounds}
   round(s) (fewer rounds: each big run takes 7–20 s, mostly moto); {warm} warm invocations
-  per Lambda process
+  per Lambda process; the container rows: {warmups} warm-up round(s) then {rounds} rounds (a
+  fresh sandbox each) of 6 warm-up invocations and {warm} timed pairs, and {pull_rounds} rounds
+  of the cold pull after one warm-up
 - command: `{command}`, {elapsed:.0f} s in all
 
 To reproduce: `./build.sh bench` (this table and chart; about 8 minutes on 2 cores),
 `./build.sh bench --quick` (a smoke run: raw results only, the doc is left alone),
-`./build.sh bench --rounds 7` (more rounds). The first run creates `bench/.peer-venv` and
-installs matplotlib into `.venv` if it is missing; `./build.sh test` does not run any of this.
+`./build.sh bench --rounds 7` (more rounds), `./build.sh bench --only container` (only the
+container rows, about 30 s: raw results only, the doc is left alone; other groups: batch,
+lambda, handoff, big). The first run creates `bench/.peer-venv` and installs matplotlib into
+`.venv` if it is missing; `./build.sh test` does not run any of this.
 
 ## How each contender runs
 
@@ -299,6 +395,38 @@ here, so it would not be a floor.
   one in the same process. The floor does not delegate.
 - Layer zip: the size of `dist/supervisor-layer.zip` (`./build.sh layer`) when the run
   happens; n/a when it is not built.
+
+## The container rows
+
+Both need Debian's `docker-registry` and `skopeo` (the registry of
+`tests/support/registry.py`, on a loopback port) and, for the warm invocation, proot and
+`ptrace`; without them they are skipped with a note below, and the rest of the run goes on.
+
+- Warm invocation, script in a pulled image vs on the host: per round a fresh
+  `bench/lambda_child.py` process (ours, the real `supervisor.handler`: `handle(event,
+  context, environ=..., clients=ClientFactory())` with one client factory per process, as
+  Lambda keeps it) and a fresh, empty udocker dir (`SUPERVISOR_UDOCKER_DIR`: a new sandbox)
+  invoke two functions that differ only in `container.run_on_host`. One runs the trivial
+  script in `127.0.0.1:PORT/bench/busybox:v1` (built by `supervisor.local.image`, pushed
+  with skopeo) with `execmode: P1`, the other (the floor column) on the host. First host,
+  image, host, image, host, image (the first image invocation pulls the image, creates the
+  container and records its launch command: the row "first invocation in the pulled
+  image"), then {warm} pairs, image and host alternating (ABBA), each on a fresh 1-byte
+  object whose copy is checked. Per round: the median of each side and their difference; the table gives the
+  medians over rounds and the median of the differences. After each round the runner times
+  one `udocker run` of that round's container running `/bin/true` (three times, the
+  median): what each run would add if it went through udocker.
+- Cold pull of a multi-layer image vs the same blobs with a plain client: busybox plus four
+  layers of 8 MiB of incompressible bytes (`supervisor.local.image.build_layered_image`),
+  pushed to the same registry. Ours: `supervisor.container.pull.pull` into an
+  `ImageStore` on a fresh, empty directory (tag resolved, config and layers fetched four at
+  a time, each written under a temporary name and renamed once its sha256 checks). The
+  floor: a urllib3 `PoolManager` GETs the manifest, then the config and every layer with
+  4 threads into files in a fresh directory, each checked against its sha256. Both in the
+  runner's process, one after the other, the order swapped every round; both check the
+  bytes they hold afterwards.
+
+{container}
 
 ## Failed runs
 

@@ -57,6 +57,12 @@ class Results:
         ratios = [mine[r] / theirs[r] for r in sorted(set(mine) & set(theirs)) if theirs[r]]
         return median(ratios)
 
+    def paired_difference(self, row: str, contender: str, other: str) -> Optional[float]:
+        """The median over rounds of ``contender - other`` within the same round, or None."""
+        mine = self._by_round(row, contender)
+        theirs = self._by_round(row, other)
+        return median([mine[r] - theirs[r] for r in sorted(set(mine) & set(theirs))])
+
     def _by_round(self, row: str, contender: str) -> dict[int, float]:
         slot = self.rows.get(row, {}).get(contender, {})
         return dict(zip(slot.get("rounds", []), slot.get("samples", [])))

@@ -1,9 +1,16 @@
-"""Run the benchmarks: ``python -m bench.run [--rounds N] [--quick]`` (``./build.sh bench``).
+"""Run the benchmarks: ``python -m bench.run [--rounds N] [--quick] [--only GROUP...]``
+(``./build.sh bench``).
 
 One moto server process; this project ("ours"), faas-supervisor 1.5.8 ("peer") and a
-hand-written boto3 script ("floor") in turn, every round; medians and ratios. Writes the
-raw samples to ``bench/results/<timestamp>.json`` and, for a full run, regenerates
-``docs/BENCHMARKS.md`` and ``docs/benchmarks.png``.
+hand-written boto3 script ("floor") in turn, every round; medians and ratios. The
+container group runs a script in an image pulled from a loopback registry against the
+same script on the host, and pulls a multi-layer image against a plain HTTP client.
+Writes the raw samples to ``bench/results/<timestamp>.json`` and, for a full run,
+regenerates ``docs/BENCHMARKS.md`` and ``docs/benchmarks.png``.
+
+Groups (``--only``): batch (the two small Batch-style rows), lambda (cold import, cold
+start, warm invocation), handoff, big (the big-object rows), container (warm invocation
+in a pulled image vs on the host, cold pull vs a plain client).
 """
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import batch_rows, lambda_rows, report
+from . import batch_rows, container_rows, lambda_rows, report
 from .aws import Fixture
 from .contenders import ROOT, Contender, make_contenders
 from .moto_proc import MotoServer
@@ -34,6 +41,8 @@ LAYER_ZIP = ROOT / "dist" / "supervisor-layer.zip"
 RESULTS_DIR = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 CHART = ROOT / "docs" / "benchmarks.png"
+GROUPS = ("batch", "lambda", "handoff", "big", "container")
+_PEER_GROUPS = ("batch", "lambda", "handoff", "big")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,11 +58,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="size of the big object in MiB (default 200; doubled once)")
     parser.add_argument("--warm-invocations", type=int, default=10,
                         help="warm invocations per Lambda process (default 10)")
+    parser.add_argument("--pull-rounds", type=int, default=15,
+                        help="measured rounds of the cold-pull row (default 15)")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, metavar="GROUP",
+                        help=f"run only these groups ({', '.join(GROUPS)}); the doc is then "
+                             "left alone unless --doc")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1 round, no warm-up, 20 MiB; the doc is left alone")
     parser.add_argument("--doc", action=argparse.BooleanOptionalAction, default=None,
                         help="regenerate docs/BENCHMARKS.md and the chart "
-                             "(default: yes, except with --quick)")
+                             "(default: yes, except with --quick or --only)")
     parser.add_argument("--report", type=Path, metavar="RESULTS_JSON",
                         help="no measuring: regenerate the doc from a results file")
     parser.add_argument("--peer-python", help="the peer's interpreter "
@@ -96,7 +110,10 @@ def _versions(contenders: Sequence[Contender]) -> str:
             "('boto3', 'botocore', 's3transfer')))")
     peer_code = "import importlib.metadata as m; print(m.version('faas-supervisor'))"
     ours = next(c for c in contenders if c.name == "ours")
-    peer = next(c for c in contenders if c.name == "peer")
+    peer = next((c for c in contenders if c.name == "peer"), None)
+    if peer is None:
+        return (f"supervisor-runtime {metadata.version('supervisor-runtime')}; project venv: "
+                f"{_run_python(ours.python, code)}; moto {metadata.version('moto')}")
     return (f"supervisor-runtime {metadata.version('supervisor-runtime')}, "
             f"faas-supervisor {_run_python(peer.python, peer_code)}; "
             f"project venv: {_run_python(ours.python, code)}; peer venv: "
@@ -116,23 +133,61 @@ def _revision() -> str:
 def _settings(args: argparse.Namespace) -> dict[str, int]:
     if args.quick:
         return {"rounds": 1, "big_rounds": 1, "warmups": 0, "big_mib": 20,
-                "warm_invocations": 3}
+                "warm_invocations": 3, "pull_rounds": 1}
     return {"rounds": args.rounds, "big_rounds": args.big_rounds, "warmups": args.warmups,
-            "big_mib": args.big_mib, "warm_invocations": args.warm_invocations}
+            "big_mib": args.big_mib, "warm_invocations": args.warm_invocations,
+            "pull_rounds": args.pull_rounds}
 
 
-def _measure(session: Session, settings: dict[str, int]) -> None:
+def _container(session: Session, settings: dict[str, int]) -> None:
+    """The container rows, or a note saying why they are skipped (the run goes on)."""
+    why = container_rows.unavailable()
+    if why is not None:
+        _say(f"  skipped: {why}")
+        session.results.meta.setdefault("skipped", {})["container"] = why
+        return
+    try:
+        setup = container_rows.ContainerSetup.create(session)
+    except Exception as exc:  # the registry, skopeo or the image builder said no
+        _say(f"  registry setup FAILED: {type(exc).__name__}: {exc}")
+        session.results.fail("container", "setup", f"{type(exc).__name__}: {exc}")
+        return
+    try:
+        session.results.meta["container"] = container_rows.image_meta(setup)
+        _say(f"  registry on {setup.registry.url}: {setup.image}, {setup.layered}")
+        container_rows.run_invoke_rows(session, setup, warmups=settings["warmups"],
+                                       rounds=settings["rounds"],
+                                       pairs=settings["warm_invocations"])
+        container_rows.run_pull_rows(session, setup, warmups=max(1, settings["warmups"]),
+                                     rounds=settings["pull_rounds"])
+    finally:
+        setup.close()
+
+
+def _measure(session: Session, settings: dict[str, int], groups: Sequence[str]) -> None:
     rounds, warmups = settings["rounds"], settings["warmups"]
-    _say("== Batch-style run, 1 KiB input, 1 output")
-    batch_rows.run_row(session, batch_rows.TRIVIAL, warmups=warmups, rounds=rounds)
-    _say("== same, 200 small outputs")
-    batch_rows.run_row(session, batch_rows.MANY, warmups=warmups, rounds=rounds)
-    _say("== Lambda: cold import, cold start, warm invocations (in-process)")
-    lambda_rows.run_invoke_rows(session, warmups=warmups, rounds=rounds,
-                                warm=settings["warm_invocations"])
-    _say("== hand-off latency (lambda-batch, watchdog -> SubmitJob)")
-    setup = lambda_rows.HandoffSetup.create(session)
-    lambda_rows.run_handoff_rows(session, setup, warmups=warmups, rounds=rounds)
+    if "batch" in groups:
+        _say("== Batch-style run, 1 KiB input, 1 output")
+        batch_rows.run_row(session, batch_rows.TRIVIAL, warmups=warmups, rounds=rounds)
+        _say("== same, 200 small outputs")
+        batch_rows.run_row(session, batch_rows.MANY, warmups=warmups, rounds=rounds)
+    if "lambda" in groups:
+        _say("== Lambda: cold import, cold start, warm invocations (in-process)")
+        lambda_rows.run_invoke_rows(session, warmups=warmups, rounds=rounds,
+                                    warm=settings["warm_invocations"])
+    if "handoff" in groups:
+        _say("== hand-off latency (lambda-batch, watchdog -> SubmitJob)")
+        setup = lambda_rows.HandoffSetup.create(session)
+        lambda_rows.run_handoff_rows(session, setup, warmups=warmups, rounds=rounds)
+    if "container" in groups:
+        _say("== container: warm invocation in a pulled image vs on the host; cold pull")
+        _container(session, settings)
+    if "big" in groups:
+        _big(session, settings)
+
+
+def _big(session: Session, settings: dict[str, int]) -> None:
+    warmups = settings["warmups"]
     big = settings["big_mib"]
     _say(f"== {big} MiB input copied to a {big} MiB output")
     master = batch_rows.upload_big_master(session, big)
@@ -167,13 +222,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _publish(Results.load(args.report), args.report, write=args.doc is not False)
         return 0
     settings = _settings(args)
-    write_doc = args.doc if args.doc is not None else not args.quick
-    contenders = make_contenders(args.peer_python)
+    groups = tuple(g for g in GROUPS if g in (args.only or GROUPS))
+    write_doc = args.doc if args.doc is not None else not (args.quick or args.only)
+    contenders = make_contenders(args.peer_python,
+                                 need_peer=any(g in _PEER_GROUPS for g in groups))
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     command = "./build.sh bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     meta: dict[str, Any] = {
         "date": now.strftime("%Y-%m-%d %H:%M UTC"), **settings, "quick": args.quick,
+        "groups": list(groups),
         "command": command.strip(), "machine": _machine(), "revision": _revision(),
         "versions": _versions(contenders),
         "contenders": {c.name: {"label": c.label, "python": c.python,
@@ -187,7 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _say(f"moto server on {moto.url} (pid {moto.proc.pid if moto.proc else '?'})")
             session = Session(endpoint=moto.url, fixture=Fixture(moto.url), results=results,
                               work=work, contenders=contenders, progress=_say)
-            _measure(session, settings)
+            _measure(session, settings, groups)
     finally:
         meta["layer_zip_bytes"] = LAYER_ZIP.stat().st_size if LAYER_ZIP.is_file() else None
         meta["elapsed_s"] = round(time.monotonic() - started, 1)

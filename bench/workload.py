@@ -51,19 +51,26 @@ def s3_event(bucket: str, key: str, size: int, etag: str = "") -> dict[str, Any]
 
 def config_yaml(*, name: str, bucket: str, prefix: str, mode: str = "lambda",
                 init_script: Optional[str] = None, threshold: int = 10, timeout: int = 300,
-                network: Optional[dict[str, str]] = None) -> str:
+                network: Optional[dict[str, str]] = None, image: str = "busybox",
+                run_on_host: bool = True, execmode: Optional[str] = None) -> str:
     """The function's ``lambda`` section (with ``batch`` beside it), block YAML as SCAR writes.
 
     Input ``bucket/prefix/in``, one output ``bucket/prefix/out``. The keys are
     those both runtimes read: faas-supervisor needs ``container.timeout_threshold``
-    and ``batch.multi_node_parallel.enabled``.
+    and ``batch.multi_node_parallel.enabled``. ``container.run_on_host`` (only this
+    project reads it) keeps the script on the host in Lambda, as the peer's
+    container-image runtime runs it; the container rows set it false to run the
+    script in ``image``, in udocker execution mode ``execmode``.
     """
     lines = [f"name: {name}", f"execution_mode: {mode}", f"timeout: {timeout}",
              "log_level: INFO"]
     if init_script:
         lines.append(f"init_script: {json.dumps(init_script)}")
-    lines += ["container:", "  image: busybox", f"  timeout_threshold: {threshold}",
-              "input:", f"- storage_provider: s3\n  path: {bucket}/{prefix}/in",
+    lines += ["container:", f"  image: {json.dumps(image)}", f"  timeout_threshold: {threshold}",
+              f"  run_on_host: {'true' if run_on_host else 'false'}"]
+    if execmode:
+        lines.append(f"  execmode: {execmode}")
+    lines += ["input:", f"- storage_provider: s3\n  path: {bucket}/{prefix}/in",
               "output:", f"- storage_provider: s3\n  path: {bucket}/{prefix}/out",
               "batch:", "  multi_node_parallel:", "    enabled: false"]
     if network:
