@@ -20,7 +20,7 @@ from urllib.parse import unquote_plus
 
 from supervisor.errors import EventError
 
-__all__ = ["InputObject", "parse", "parse_each", "script_from_event"]
+__all__ = ["InputObject", "event_mapping", "parse", "parse_each", "script_from_event"]
 
 _S3_SOURCE = "aws:s3"
 _S3_TEST_EVENT = "s3:TestEvent"
@@ -98,6 +98,16 @@ def parse(raw: Union[Mapping[str, Any], str, bytes]) -> list[InputObject]:
     if problems:
         raise problems[0][1]
     return objects
+
+
+def event_mapping(raw: Any) -> Mapping[str, Any]:
+    """The invocation event as a mapping: JSON text is parsed; ``EventError`` (one line)
+    for text that is not JSON and for anything that is not a JSON object."""
+    event = _loads(raw, "event") if isinstance(raw, (str, bytes, bytearray)) else raw
+    if not isinstance(event, Mapping):
+        raise EventError(f"the event is {_type_name(event)}; expected a JSON object (an S3 "
+                         "event, a direct invocation or an API Gateway request)")
+    return event
 
 
 def parse_each(raw: Union[Mapping[str, Any], str, bytes]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import os
 import shutil
@@ -21,8 +22,9 @@ from . import config as config_mod
 from .aws import ClientFactory
 from .config import FunctionConfig
 from .container.spec import ContainerSettings, ContainerSpec, spec_for
+from .direct import DirectInvocation, direct_invocation
 from .errors import EventError, HandoffInProgress, ScriptTimeout, SupervisorError
-from .events import InputObject, parse_each
+from .events import InputObject, event_mapping, parse_each
 from .pipeline import Job, run_job
 from .plan import delegate_reason
 from .result import RecordResult, build_response, response_headers
@@ -72,7 +74,9 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
     metrics = _Metrics(environ)
     try:
         try:
-            objects, bad_records = parse_each(event)
+            event = event_mapping(event)
+            direct = direct_invocation(event)
+            objects, bad_records = parse_each(event) if direct is None else ([], [])
         except EventError as exc:
             logger.error("not a usable S3 event", extra={"error": str(exc)})
             metrics.count("Failures")
@@ -87,6 +91,8 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
             results = [_skipped(o) if not o.is_create else _failed(o, str(exc))
                        for o in objects]
             results += [_malformed(record, bad) for record, bad in bad_records]
+            if direct is not None:
+                results.append(_failed(None, str(exc)))
             metrics.count("Failures")
             return build_response(results, error=str(exc), headers=headers)
         if config.log_level:
@@ -95,7 +101,10 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
                           request_id=request_id,
                           environ=environ, clients=clients.with_providers(config.storage_providers),
                           remaining_ms=remaining_ms, context=context, clock=clock)
-        results = [run.process(obj) for obj in objects]
+        if direct is not None:
+            results = [run.process(None, direct=direct, event_json=json.dumps(event))]
+        else:
+            results = [run.process(obj) for obj in objects]
         results += [_malformed(record, exc) for record, exc in bad_records]
         for result in results:
             metrics.record(result)
@@ -138,31 +147,38 @@ class _Invocation:
         self._context = context if remaining_ms is not None else None
         self._delegator: Optional[Delegator] = None
 
-    def process(self, obj: InputObject) -> RecordResult:
-        """One record, with its own error boundary: it always ends in a result."""
+    def process(self, obj: Optional[InputObject], *, direct: Optional[DirectInvocation] = None,
+                event_json: str = "{}") -> RecordResult:
+        """One record (or a direct invocation, ``obj`` None), with its own error boundary:
+        it always ends in a result."""
         logger = _logger()
-        logger.append_keys(bucket=obj.bucket, key=obj.key)
+        logger.append_keys(bucket=obj.bucket if obj else "", key=obj.key if obj else "")
         start = self.clock()
         try:
-            if not obj.is_create:
+            if obj is not None and not obj.is_create:
                 return _skipped(obj)
             mode = self.config.execution_mode
+            if obj is None and mode == "batch":
+                return _failed(None, "a direct invocation runs in Lambda; execution_mode batch "
+                                     "hands S3 objects to Batch: invoke it with an S3 event, "
+                                     "or use lambda or lambda-batch")
             reason = delegate_reason(
-                mode, object_size=obj.size, free_bytes=shutil.disk_usage(self.work_base).free,
+                mode, object_size=obj.size if obj else 0,
+                free_bytes=shutil.disk_usage(self.work_base).free,
                 budget=self.deadline.remaining(self.clock),
                 threshold=float(self.config.container.timeout_threshold))
-            if reason is not None:
+            if reason is not None and obj is not None:
                 return self._delegate(obj, reason, start)
             try:
                 return run_job(Job(obj=obj, config=self.config, script=self.script,
                                    request_id=self.request_id, execution_service="lambda",
                                    deadline=self.deadline, container=self.container,
-                                   grace=self.grace),
+                                   grace=self.grace, direct=direct, event_json=event_json),
                                clients=self.clients, base_env=self.environ,
                                work_base=self.work_base, on_line=_log_script_line,
                                clock=self.clock)
             except ScriptTimeout as exc:
-                if mode == "lambda-batch":
+                if mode == "lambda-batch" and obj is not None:
                     logger.warning("time budget exceeded, handing off", extra={"error": str(exc)})
                     return dataclasses.replace(self._delegate(obj, str(exc), start),
                                                exit_code=exc.exit_code,
@@ -170,7 +186,8 @@ class _Invocation:
                 return dataclasses.replace(
                     _failed(obj, f"exceeded the time budget: {exc}", self.clock() - start),
                     exit_code=exc.exit_code, output_tail=exc.output_tail)
-        except HandoffInProgress as exc:
+        except HandoffInProgress as exc:  # only a hand-off raises it: obj is an S3 object
+            assert obj is not None
             return _skipped(obj, str(exc))
         except SupervisorError as exc:
             logger.error("record failed", extra={"error": str(exc)})
@@ -222,9 +239,10 @@ def _malformed(record: Mapping[str, Any], error: EventError) -> RecordResult:
                         status="failed", error=str(error))
 
 
-def _failed(obj: InputObject, error: str, duration: float = 0.0) -> RecordResult:
-    return RecordResult(bucket=obj.bucket, key=obj.key, status="failed", error=error,
-                        duration=duration)
+def _failed(obj: Optional[InputObject], error: str, duration: float = 0.0) -> RecordResult:
+    """A failed record (``obj`` None: a direct invocation, no bucket or key)."""
+    return RecordResult(bucket=obj.bucket if obj else "", key=obj.key if obj else "",
+                        status="failed", error=error, duration=duration)
 
 
 class _Metrics:

@@ -1,18 +1,21 @@
 """One record through stage-in, the script, and stage-out: the same on Lambda and Batch."""
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence, TypeVar
 
 from .aws import ClientFactory
 from .config import FunctionConfig
 from .container.spec import ContainerSpec
+from .direct import DirectInvocation
 from .errors import ScriptTimeout
 from .events import InputObject
 from .result import RecordResult
@@ -24,7 +27,7 @@ from .workdir import WorkDirs
 if TYPE_CHECKING:
     from .container.prepare import Ready
 
-__all__ = ["Job", "run_job", "input_provider", "run_within"]
+__all__ = ["Job", "run_job", "input_provider", "run_within", "command_script"]
 
 log = logging.getLogger("supervisor.pipeline")
 
@@ -40,7 +43,7 @@ QUICK_STEP_MARGIN_S = 60.0
 class Job:
     """Everything one run of the user's script needs, resolved up front."""
 
-    obj: InputObject
+    obj: Optional[InputObject]  # None: a direct invocation (see ``direct``)
     config: FunctionConfig
     script: str
     request_id: str
@@ -49,6 +52,8 @@ class Job:
     upload: bool = True  # False on the non-main nodes of a multi-node Batch job
     container: Optional[ContainerSpec] = None  # run the script in this image (udocker)
     grace: float = 2.0  # seconds between SIGTERM and SIGKILL when the deadline passes
+    direct: Optional[DirectInvocation] = None  # what a direct invocation brings instead
+    event_json: str = "{}"  # EVENT for a direct invocation: the event as received
 
 
 def input_provider(config: FunctionConfig, bucket: str) -> str:
@@ -91,17 +96,14 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
                                        "image": container.image,
                                        "execmode": container.execmode})
         work_base = container.runs_dir
+    bucket, key = (obj.bucket, obj.key) if obj is not None else ("", "")
     work = WorkDirs.create(work_base, label=job.execution_service)
     try:
-        t0 = clock()
-        s3 = clients.s3(input_provider(config, obj.bucket))
-        quick = 0 < obj.size < QUICK_STAGE_IN_BYTES  # one short GET: not worth a thread
-        input_file = run_within(job.deadline, clock, f"stage-in of {obj.uri}", lambda: stage_in(
-            s3, bucket=obj.bucket, key=obj.key, input_dir=work.input_dir,
-            version_id=obj.version_id, size=obj.size or None), quick=quick)
-        log.info("stage-in done", extra={"phase": "stage-in", "seconds": round(clock() - t0, 3),
-                                         "bytes": input_file.stat().st_size})
-        script_path = write_script(job.script, work)
+        input_file = _stage_in(job, work, clients, clock)
+        script = job.script
+        if job.direct is not None and job.direct.cmd_args is not None:
+            script = command_script(job.direct.cmd_args, _entrypoint(ready))
+        script_path = write_script(script, work)
         result = _run_script(job, container, ready, work, input_file, script_path, base_env,
                              on_line, clock)
         log.info("run done", extra={"phase": "run", "seconds": round(result.duration, 3),
@@ -114,7 +116,7 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
                 " its partial outputs were discarded", exit_code=result.exit_code,
                 output_tail=result.output_tail)
         if not result.succeeded:
-            return RecordResult(bucket=obj.bucket, key=obj.key, status="failed",
+            return RecordResult(bucket=bucket, key=key, status="failed",
                                 exit_code=result.exit_code, duration=clock() - start,
                                 output_tail=result.output_tail,
                                 error=f"script exited with code {result.exit_code}")
@@ -128,11 +130,59 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
             log.info("stage-out done", extra={"phase": "stage-out",
                                               "seconds": round(clock() - t0, 3),
                                               "files": len(uploaded)})
-        return RecordResult(bucket=obj.bucket, key=obj.key, status="completed",
+        return RecordResult(bucket=bucket, key=key, status="completed",
                             exit_code=result.exit_code, duration=clock() - start,
                             uploaded=tuple(uploaded), output_tail=result.output_tail)
     finally:
         work.remove()
+
+
+def _stage_in(job: Job, work: WorkDirs, clients: ClientFactory,
+              clock: Callable[[], float]) -> Optional[Path]:
+    """The input file: the S3 object downloaded, a direct invocation's body, or none."""
+    obj = job.obj
+    t0 = clock()
+    if obj is None:
+        body = job.direct.body if job.direct is not None else None
+        if body is None:
+            return None
+        path = work.input_dir / (job.direct.body_name if job.direct else "request-body")
+        path.write_bytes(body)
+        return path
+    s3 = clients.s3(input_provider(job.config, obj.bucket))
+    quick = 0 < obj.size < QUICK_STAGE_IN_BYTES  # one short GET: not worth a thread
+    input_file = run_within(job.deadline, clock, f"stage-in of {obj.uri}", lambda: stage_in(
+        s3, bucket=obj.bucket, key=obj.key, input_dir=work.input_dir,
+        version_id=obj.version_id, size=obj.size or None), quick=quick)
+    log.info("stage-in done", extra={"phase": "stage-in", "seconds": round(clock() - t0, 3),
+                                     "bytes": input_file.stat().st_size})
+    return input_file
+
+
+def _now_iso() -> str:
+    from .handoff import now_iso  # the one ISO-time formatter
+
+    return now_iso()
+
+
+def command_script(cmd_args: Sequence[str], entrypoint: Sequence[str] = ()) -> str:
+    """The script that runs the image's command with ``cmd_args`` (``cmd_args`` of a direct
+    invocation): ``exec ENTRYPOINT... ARGS...``, every word quoted. Pure."""
+    return "exec " + " ".join(shlex.quote(word) for word in (*entrypoint, *cmd_args)) + "\n"
+
+
+def _entrypoint(ready: Optional["Ready"]) -> tuple[str, ...]:
+    """The image's ENTRYPOINT, from the metadata udocker keeps beside the container's root."""
+    if ready is None:
+        return ()
+    try:
+        data = json.loads((ready.root.parent / "container.json").read_text(encoding="utf-8"))
+        entrypoint = (data.get("config") or data.get("container_config") or {}).get("Entrypoint")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    if isinstance(entrypoint, str):
+        return (entrypoint,)
+    return tuple(str(w) for w in entrypoint) if isinstance(entrypoint, list) else ()
 
 
 def run_within(deadline: Deadline, clock: Callable[[], float], what: str,
@@ -170,7 +220,7 @@ def run_within(deadline: Deadline, clock: Callable[[], float], what: str,
 
 
 def _run_script(job: Job, container: Optional[ContainerSpec], ready: Optional["Ready"],
-                work: WorkDirs, input_file: Path,
+                work: WorkDirs, input_file: Optional[Path],
                 script_path: Path, base_env: Mapping[str, str],
                 on_line: Optional[Callable[[str], None]],
                 clock: Callable[[], float]) -> RunResult:
@@ -183,8 +233,10 @@ def _run_script(job: Job, container: Optional[ContainerSpec], ready: Optional["R
     else:
         script_base_env = base_env
     env = build_env(
-        base_env=script_base_env, input_file=input_file, work=work, bucket=obj.bucket,
-        key=obj.key, event_json=obj.event_json(), event_time=obj.event_time,
+        base_env=script_base_env, input_file=input_file, work=work,
+        bucket=obj.bucket if obj else "", key=obj.key if obj else "",
+        event_json=obj.event_json() if obj else job.event_json,
+        event_time=obj.event_time if obj else _now_iso(),
         request_id=job.request_id, execution_service=job.execution_service,
         variables=config.container.environment,
         pass_aws_credentials=config.container.pass_aws_credentials,

@@ -69,4 +69,5 @@ def build_response(results: Sequence[RecordResult], *, headers: Mapping[str, str
         "statusCode": status_code if status_code is not None else (500 if failed else 200),
         "headers": dict(headers),
         "body": json.dumps(body, ensure_ascii=False),
+        "isBase64Encoded": False,  # the body is JSON text (SCAR's CLI prints it as is)
     }

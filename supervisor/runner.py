@@ -111,7 +111,7 @@ def local_ip() -> str:
 def build_env(
     *,
     base_env: Mapping[str, str],
-    input_file: Path,
+    input_file: Optional[Path],
     work: WorkDirs,
     bucket: str,
     key: str,
@@ -152,7 +152,7 @@ def build_env(
     env.setdefault("HOME", str(work.root))
     env.setdefault("PATH", DEFAULT_PATH)
     contract = {
-        "INPUT_FILE_PATH": str(input_file),
+        "INPUT_FILE_PATH": str(input_file) if input_file is not None else "",
         "TMP_INPUT_DIR": str(work.input_dir),
         "TMP_OUTPUT_DIR": str(work.output_dir),
         "STORAGE_OBJECT_KEY": key,

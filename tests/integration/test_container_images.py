@@ -93,8 +93,9 @@ class Lambda:
             """) + extra
 
     def invoke(self, config_yaml: str, *, key: str = "input/a.txt",
-               timeout: float = 120) -> dict[str, Any]:
-        event = event_of(put(self.s3, self.bucket, key, b"hello image\n"))
+               timeout: float = 120, event: Any = None) -> dict[str, Any]:
+        if event is None:
+            event = event_of(put(self.s3, self.bucket, key, b"hello image\n"))
         environ = dict(self.environ,
                        FUNCTION_CONFIG=base64.b64encode(config_yaml.encode()).decode())
         response = handle(event, LocalContext(function_name="fn-image", timeout=timeout),
@@ -138,6 +139,15 @@ def test_lambda_mode_runs_the_script_inside_the_pulled_image_and_warm_pulls_noth
     assert again["status"] == "completed", again
     assert registry.requests("blob", name) == 0  # warm: nothing pulled again
     assert registry.requests("manifest", name) == 1  # one request resolves the tag
+
+
+def test_cmd_args_run_in_the_image(fn: Lambda, registry: Any, images: dict[str, Path]) -> None:
+    name = f"tests/args-{uuid.uuid4().hex[:8]}"
+    registry.push(images["v1"], name, "v1")
+    record = fn.invoke(fn.config(f"{registry.host}/{name}:v1"),
+                       event={"cmd_args": ["cat", MARKER]})
+    assert record["status"] == "completed", record
+    assert record["output_tail"].strip() == "image-v1"  # the image's file, not the script's run
 
 
 def test_a_moved_tag_is_pulled_again_and_a_digest_needs_no_request(

@@ -294,3 +294,88 @@ def test_the_script_gets_the_s3_event_and_the_instance_ip_as_scar_scripts_read_t
     assert event == {"Records": [record]}  # jq '.Records[0].s3.object.key' works
     ip = s3.get_object(Bucket=bucket, Key="output/ip.txt")["Body"].read().decode()
     assert ip == local_ip()
+
+
+DIRECT_SCRIPT = """\
+if [ -n "$INPUT_FILE_PATH" ]; then cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/echo.txt"; fi
+echo "input=[$INPUT_FILE_PATH] bucket=[$STORAGE_BUCKET]" > "$TMP_OUTPUT_DIR/seen.txt"
+echo "ran the init script"
+"""
+
+
+def direct(event: Any, config_yaml: str, aws_env: dict[str, str],
+           tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    response, body = invoke(event, config_yaml, aws_env, tmp_path)
+    assert response["isBase64Encoded"] is False  # SCAR's CLI reads the key
+    return response, body
+
+
+def test_an_empty_event_runs_the_script_once_with_no_input(s3: Any, bucket: str,
+                                                           aws_env: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    script = write_script(tmp_path, DIRECT_SCRIPT)
+    response, body = direct({}, make_config(bucket, script), aws_env, tmp_path)
+    assert response["statusCode"] == 200, body
+    (record,) = body["records"]
+    assert (record["status"], record["bucket"], record["key"]) == ("completed", "", "")
+    assert "ran the init script" in record["output_tail"]
+    seen = s3.get_object(Bucket=bucket, Key="output/seen.txt")["Body"].read().decode()
+    assert seen == "input=[] bucket=[]\n"
+
+
+def test_a_script_in_the_event_replaces_the_init_script(s3: Any, bucket: str,
+                                                        aws_env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    script = write_script(tmp_path, DIRECT_SCRIPT)
+    other = base64.b64encode(b'echo "the event\'s script" > "$TMP_OUTPUT_DIR/other.txt"\n')
+    # as JSON text, the way some clients hand it over
+    response, body = direct(json.dumps({"script": other.decode()}),
+                            make_config(bucket, script), aws_env, tmp_path)
+    assert body["records"][0]["status"] == "completed", body
+    assert keys(s3, bucket, "output/") == ["output/other.txt"]
+
+
+def test_cmd_args_run_the_command_instead_of_the_script(s3: Any, bucket: str,
+                                                       aws_env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    script = write_script(tmp_path, DIRECT_SCRIPT)
+    event = {"cmd_args": json.dumps(["sh", "-c", 'echo "args: $0 $1"', "a b", "c"])}
+    response, body = direct(event, make_config(bucket, script), aws_env, tmp_path)
+    (record,) = body["records"]
+    assert record["status"] == "completed", record
+    assert "args: a b c" in record["output_tail"]
+    assert "ran the init script" not in record["output_tail"]
+
+
+def test_an_api_gateway_request_body_is_the_input_file(s3: Any, bucket: str,
+                                                      aws_env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    script = write_script(tmp_path, DIRECT_SCRIPT)
+    payload = bytes(range(256))
+    event = {"httpMethod": "POST", "path": "/launch", "requestContext": {"stage": "scar"},
+             "headers": {"Content-Disposition": 'attachment; filename="data.bin"'},
+             "isBase64Encoded": True, "body": base64.b64encode(payload).decode()}
+    response, body = direct(event, make_config(bucket, script), aws_env, tmp_path)
+    assert body["records"][0]["status"] == "completed", body
+    assert s3.get_object(Bucket=bucket, Key="output/echo.txt")["Body"].read() == payload
+    seen = s3.get_object(Bucket=bucket, Key="output/seen.txt")["Body"].read().decode()
+    assert "/data.bin] bucket=[]" in seen
+
+
+def test_a_direct_invocation_of_a_batch_function_is_refused_in_one_line(
+        s3: Any, bucket: str, aws_env: dict[str, str], tmp_path: Path) -> None:
+    script = write_script(tmp_path, DIRECT_SCRIPT)
+    config = make_config(bucket, script, mode="batch")
+    response, body = direct({}, config, aws_env, tmp_path)
+    (record,) = body["records"]
+    assert record["status"] == "failed" and "execution_mode batch" in record["error"]
+    assert "\n" not in record["error"] and keys(s3, bucket, "output/") == []
+
+
+def test_an_event_that_is_no_kind_of_invocation_is_a_400(aws_env: dict[str, str],
+                                                         tmp_path: Path, bucket: str) -> None:
+    script = write_script(tmp_path, DIRECT_SCRIPT)
+    for event in ("[1, 2]", {"what": "ever"}):
+        response, body = invoke(event, make_config(bucket, script), aws_env, tmp_path)
+        assert response["statusCode"] == 400 and "\n" not in body["error"]
+        assert response["isBase64Encoded"] is False
