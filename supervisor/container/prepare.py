@@ -142,11 +142,14 @@ def prepare(spec: ContainerSpec, *, host_env: Optional[Mapping[str, str]] = None
         with udocker.locked(spec.state_dir / "lock", deadline, clock):
             ready = _read_marker(marker, spec, name)
             if ready is None:
-                host_path = host_env.get("PATH") or DEFAULT_PATH
-                udocker.install_wrappers(spec, host_path)
-                env = udocker.udocker_env(spec, tmp_dir=_tmp_dir(spec), host_env=host_env)
-                ready = _build(spec, name, key, source, marker, env=env, deadline=deadline,
-                               clock=clock)
+                try:
+                    udocker.install_wrappers(spec, host_env.get("PATH") or DEFAULT_PATH)
+                    env = udocker.udocker_env(spec, tmp_dir=_tmp_dir(spec), host_env=host_env)
+                    ready = _build(spec, name, key, source, marker, env=env,
+                                   deadline=deadline, clock=clock)
+                except OSError as exc:  # a full or read-only /tmp, mostly
+                    raise ImageError(f"container image {spec.image}: cannot set it up in "
+                                     f"{spec.udocker_dir}: {exc.strerror or exc}") from None
     with _cache_lock:
         _ready_cache[cache_key] = ready
     return ready

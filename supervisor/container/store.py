@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..errors import ImageError
+from .udocker import write_if_changed
 
 __all__ = ["PulledImage", "ImageStore", "image_blobs"]
 
@@ -95,7 +96,11 @@ class ImageStore:
     def remember(self, digest: str, image: PulledImage) -> None:
         """Record that ``digest`` (the tag's manifest or index) resolves to ``image``."""
         text = json.dumps({"digest": image.digest, "manifest": image.manifest}, sort_keys=True)
-        _write_atomic(self._manifest_file(digest), text)
+        try:
+            write_if_changed(self._manifest_file(digest), text, 0o644)
+        except OSError as exc:
+            raise ImageError(f"cannot write the image store in {self.udocker_dir}: "
+                             f"{exc.strerror or exc}") from None
 
     def write_repo(self, image: PulledImage) -> str:
         """Make the image a udocker image tag (``TAG``, ``v2``, ``manifest``, blob links).
@@ -110,16 +115,11 @@ class ImageStore:
                 if link.is_symlink() or link.exists():
                     link.unlink()
                 os.symlink(os.path.relpath(self.blob_path(digest), tag_dir), link)
-            _write_atomic(tag_dir / "manifest", json.dumps(image.manifest))
+            write_if_changed(tag_dir / "manifest", json.dumps(image.manifest), 0o644)
             (tag_dir / "v2").touch()
-            _write_atomic(tag_dir / "TAG", f"{tag_dir.parent}:image")
+            write_if_changed(tag_dir / "TAG", f"{tag_dir.parent}:image", 0o644)
         except OSError as exc:
             raise ImageError(f"cannot write the image into {self.udocker_dir}: "
                              f"{exc.strerror or exc}") from None
         return image.udocker_name
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)

@@ -542,3 +542,14 @@ def test_concurrent_prepares_build_once_and_a_half_done_prepare_is_finished(
     work = make_work(spec)
     assert run_script(Prepared(spec, again, 0.0), work, "exit 0\n").succeeded
     shutil.rmtree(spec.udocker_dir, ignore_errors=True)
+
+
+@_container_test
+def test_an_udocker_dir_that_cannot_be_made_is_a_one_line_image_error(
+        prepared: Prepared, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    spec = archive_spec(prepared.spec.image_file or Path(), blocker / "udocker")
+    with pytest.raises(ImageError) as info:
+        prepare(spec)
+    assert "cannot create the udocker dir" in str(info.value) and "\n" not in str(info.value)
