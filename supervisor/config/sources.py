@@ -167,7 +167,8 @@ def from_fdl(path_or_text: str | Path, name: Optional[str] = None, *,
     ``functions: {aws: [{lambda: ..., batch: ..., ...}]}`` with top-level
     ``storage_providers`` and the older ``functions: {NAME: {image, init_script,
     s3: {input_bucket}, environment, ...}}`` are read; in the older form
-    ``input_bucket: B`` means input ``B/input`` and output ``B/output``.
+    ``input_bucket: B`` means input ``B/<function>/input`` and output
+    ``B/<function>/output``, as SCAR lays it out (:func:`old_form_path`).
     ``name`` selects one function. Raises ``ConfigError`` listing every problem.
     """
     if isinstance(path_or_text, Path) or _names_file(path_or_text):
@@ -191,11 +192,12 @@ def _from_old_form(name: str, body: Mapping[str, Any], path: str,
                    problems: list[str]) -> dict[str, Any]:
     """``functions: {NAME: {image, s3: {input_bucket}, environment, ...}}`` as the flat form."""
     flat: dict[str, Any] = {k: v for k, v in body.items()
-                            if k not in ("image", "s3", "environment")}
+                            if k not in ("image", "image_file", "s3", "environment")}
     flat["name"] = name
     container = dict(body["container"]) if isinstance(body.get("container"), Mapping) else {}
-    if body.get("image") is not None:
-        container.setdefault("image", body["image"])
+    for key in ("image", "image_file"):
+        if body.get(key) is not None:
+            container.setdefault(key, body[key])
     env = body.get("environment")
     if isinstance(env, Mapping):
         variables = env["Variables"] if isinstance(env.get("Variables"), Mapping) else env
@@ -208,16 +210,23 @@ def _from_old_form(name: str, body: Mapping[str, Any], path: str,
     s3 = _Section.at(body, path, problems).section("s3", "buckets (input_bucket, output_bucket)")
     bucket = s3.opt_text("input_bucket", "must be a bucket name")
     if bucket is not None and bucket.strip("/"):
-        in_folder = s3.text("input_folder", "input").strip("/")
-        out_bucket = s3.text("output_bucket", bucket).strip("/") or bucket
-        out_folder = s3.text("output_folder", "output").strip("/")
+        out_bucket = s3.opt_text("output_bucket", "must be a bucket name")
         flat.setdefault("input", [{"storage_provider": "s3",
-                                   "path": f"{bucket.strip('/')}/{in_folder}".rstrip("/")}])
-        flat.setdefault("output", [{"storage_provider": "s3",
-                                    "path": f"{out_bucket}/{out_folder}".rstrip("/")}])
+                                   "path": old_form_path(bucket, name, "input")}])
+        flat.setdefault("output", [{"storage_provider": "s3", "path": old_form_path(
+            out_bucket if out_bucket and out_bucket.strip("/") else bucket.split("/")[0],
+            name, "output")}])
     elif bucket is not None:
         s3.problem("input_bucket", "is empty", "must be a bucket name")
     return flat
+
+
+def old_form_path(bucket: str, function: str, kind: str) -> str:
+    """SCAR's layout for ``s3: {input_bucket, output_bucket}``: a bucket with a folder is
+    used as it is; a bare bucket gets the function's own folder, ``B/<function>/input``
+    (and ``.../output``), so one function's outputs can be the next one's input. Pure."""
+    bucket = bucket.strip("/")
+    return bucket if "/" in bucket else f"{bucket}/{function}/{kind}"
 
 
 def _fdl_configs(document: Mapping[str, Any], base_dir: Path, name: Optional[str],

@@ -220,3 +220,32 @@ def test_the_grayify_example_runs_in_its_pulled_image_on_lambda_and_on_batch(
     assert (outputs / "gray" / "clip.avi").read_text() == "ffmpeg of the image\nframes\n"
     assert (outputs / "posters" / "clip.png").read_text() == (
         "ffmpeg of the image\nffmpeg of the image\nframes\n")  # Batch ran the image's too
+
+
+def test_an_older_form_two_step_workflow_chains_through_scars_folders(
+        tmp_path: Path, built: Built) -> None:
+    build_busybox_image(tmp_path / "busybox.tar")
+    fdl = write_fdl(tmp_path, """\
+        functions:
+          step-one:
+            image: busybox
+            image_file: busybox.tar
+            init_script: upper.sh
+            s3: {input_bucket: work}
+          step-two:
+            image: busybox
+            image_file: busybox.tar
+            init_script: count.sh
+            s3: {input_bucket: work/step-one/output, output_bucket: work/final}
+        """, {"upper.sh": 'tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/up.txt"\n',
+              "count.sh": 'wc -c < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/count.txt"\n'})
+    (tmp_path / "data.txt").write_text("hello\n")
+    report = run_local(fdl, [tmp_path / "data.txt"], timeout=None, state_dir=tmp_path / "s",
+                       progress=lambda _: None, layer_zip=built.layer, batch_pyz=built.pyz,
+                       max_wait=240)
+    assert report.ok, report.rows
+    assert [(r["function"], r["status"]) for r in report.rows] == [
+        ("step-one", "completed"), ("step-two", "completed")]
+    assert report.rows[0]["outputs"] == ["s3://work/step-one/output/up.txt"]
+    outputs = tmp_path / "s" / "outputs" / "work"
+    assert (outputs / "final" / "count.txt").read_text().strip() == "6"

@@ -146,8 +146,8 @@ def test_older_mapping_form_uses_input_and_output_folders(tmp_path: Path) -> Non
     assert config.memory == 1024
     assert config.container.image == "grycap/mrbayes"
     assert config.init_script == str(tmp_path / "bootstrap-mrbayes.sh")
-    assert config.input == (StoragePath("s3", "scar-mrbayes/input"),)
-    assert config.output == (StoragePath("s3", "scar-mrbayes/output"),)
+    assert config.input == (StoragePath("s3", "scar-mrbayes/scar-mrbayes/input"),)
+    assert config.output == (StoragePath("s3", "scar-mrbayes/scar-mrbayes/output"),)
     assert config.container.environment == {"ITERATIONS": "1000"}
 
 
@@ -159,8 +159,25 @@ functions:
     s3: {input_bucket: in-bucket, output_bucket: out-bucket}
     environment: {MODE: fast}
 """)
-    assert config.output == (StoragePath("s3", "out-bucket/output"),)
+    assert config.input == (StoragePath("s3", "in-bucket/old/input"),)
+    assert config.output == (StoragePath("s3", "out-bucket/old/output"),)
     assert config.container.environment == {"MODE": "fast"}
+
+
+def test_the_older_form_lays_out_folders_as_scar_does_so_two_steps_chain() -> None:
+    first, second = from_fdl("""
+functions:
+  step-one:
+    image: busybox
+    s3: {input_bucket: work}
+  step-two:
+    image: busybox
+    s3: {input_bucket: work/step-one/output, output_bucket: results/final}
+""")
+    assert first.input == (StoragePath("s3", "work/step-one/input"),)
+    assert first.output == (StoragePath("s3", "work/step-one/output"),)
+    assert second.input == first.output  # the first one's outputs start the second
+    assert second.output == (StoragePath("s3", "results/final"),)
 
 
 def test_top_level_storage_providers_are_merged_into_each_function() -> None:

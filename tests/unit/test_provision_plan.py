@@ -304,7 +304,7 @@ def test_mrbayes_lambda_plan_has_no_batch_resources(mrbayes: FunctionConfig, lay
     assert [r.kind for r in plan.requests] == [
         "s3-bucket", "lambda-layer", "lambda-layer", "lambda-function", "lambda-permission",
         "s3-notification"]
-    assert one(plan, NotificationRequest).prefix == "input/"
+    assert one(plan, NotificationRequest).prefix == "scar-mrbayes/input/"
     function = one(plan, FunctionRequest)
     assert (function.memory, function.timeout) == (1024, 300)
 
