@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from ..config import FunctionConfig, from_fdl
+from ..config.scarcfg import Defaults, default_path, read_defaults
+from ..config.sources import TAKEN_FROM_DEFAULTS
 from ..errors import ConfigError
 from ..provision import (
     DEFAULT_BATCH_PYZ,
@@ -87,6 +90,25 @@ def _fdl_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--file", type=Path, required=True, metavar="FDL",
                         help="the function definition file (YAML)")
     parser.add_argument("-n", "--name", help="only this function of the file")
+    parser.add_argument("--config", type=Path, metavar="SCAR_CFG",
+                        help="SCAR's defaults file read under the definition (default: "
+                             "$SCAR_CONFIG_FOLDER/scar.cfg, else ~/.scar/scar.cfg, if present)")
+
+
+def fdl_defaults(args: argparse.Namespace) -> Defaults:
+    """SCAR's defaults for this run: ``--config``, else the default file if there is one."""
+    if args.config is not None:
+        return read_defaults(args.config, required=True)
+    return read_defaults(default_path(os.environ))
+
+
+def note_defaults(ctx: Context, configs: Sequence[FunctionConfig]) -> None:
+    """Say, per function, which keys SCAR's defaults file supplied."""
+    for config in configs:
+        taken = config.raw.get(TAKEN_FROM_DEFAULTS)
+        if isinstance(taken, Mapping) and taken.get("keys"):
+            ctx.note(f"{config.name}: from {taken.get('source')}: "
+                     f"{', '.join(map(str, taken['keys']))}")
 
 
 def select(configs: Sequence[FunctionConfig], name: Optional[str]) -> list[FunctionConfig]:
@@ -119,8 +141,9 @@ def outcomes_text(title: str, outcomes: Sequence[Outcome]) -> str:
 
 def run_deploy(args: argparse.Namespace, ctx: Context) -> int:
     """Deploy the file's functions (or the one named); print the outcomes or the plan."""
-    configs = from_fdl(args.file, check_files=True)
+    configs = from_fdl(args.file, check_files=True, defaults=fdl_defaults(args))
     check_loops(configs)
+    note_defaults(ctx, select(configs, args.name))
     done: list[Deployment] = []
     for config in select(configs, args.name):
         if not args.dry_run:
@@ -145,7 +168,8 @@ def run_deploy(args: argparse.Namespace, ctx: Context) -> int:
 def run_rm(args: argparse.Namespace, ctx: Context) -> int:
     """Remove the file's functions (or the one named); print the outcomes."""
     removed: list[tuple[str, list[Outcome]]] = []
-    for config in from_fdl(args.file, args.name, check_files=False):
+    for config in from_fdl(args.file, args.name, check_files=False,
+                           defaults=fdl_defaults(args)):
         ctx.note(f"removing {config.name} ...")
         removed.append((config.name, remove(config, ctx.clients)))
     ctx.emit([{"function": name, "outcomes": [o.to_dict() for o in outcomes]}

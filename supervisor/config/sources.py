@@ -5,7 +5,7 @@ import base64
 import binascii
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from ..errors import ConfigError
 from .fields import (
@@ -36,6 +36,9 @@ def _yaml_problem(exc: Exception) -> str:
             return f"{what} at line {mark.line + 1}, column {mark.column + 1}"
         return what
     return " ".join(str(exc).split())
+
+if TYPE_CHECKING:
+    from .scarcfg import Defaults
 
 
 def _load_document(text: str, source: str) -> Mapping[str, Any]:
@@ -158,7 +161,8 @@ def _names_file(text: str) -> bool:
 
 
 def from_fdl(path_or_text: str | Path, name: Optional[str] = None, *,
-             check_files: bool = True) -> list[FunctionConfig]:
+             check_files: bool = True,
+             defaults: Optional["Defaults"] = None) -> list[FunctionConfig]:
     """The functions of a whole FDL file, in file order.
 
     ``path_or_text`` is a ``Path``, a string naming an existing file (relative
@@ -169,7 +173,10 @@ def from_fdl(path_or_text: str | Path, name: Optional[str] = None, *,
     s3: {input_bucket}, environment, ...}}`` are read; in the older form
     ``input_bucket: B`` means input ``B/<function>/input`` and output
     ``B/<function>/output``, as SCAR lays it out (:func:`old_form_path`).
-    ``name`` selects one function. Raises ``ConfigError`` listing every problem.
+    ``name`` selects one function. ``defaults`` (SCAR's ``scar.cfg``, see
+    :mod:`supervisor.config.scarcfg`) lie under every function; each config's
+    ``raw["_defaults_taken"]`` lists the keys they supplied. Raises ``ConfigError``
+    listing every problem.
     """
     if isinstance(path_or_text, Path) or _names_file(path_or_text):
         file = Path(path_or_text)
@@ -179,7 +186,23 @@ def from_fdl(path_or_text: str | Path, name: Optional[str] = None, *,
         stripped = text.strip()
         if stripped and "\n" not in stripped and ":" not in stripped and "{" not in stripped:
             raise ConfigError([f"{stripped!r}: no such FDL file"])
-    return _fdl_configs(_load_document(text, source), base_dir, name, check_files)
+    return _fdl_configs(_load_document(text, source), base_dir, name, check_files, defaults)
+
+
+TAKEN_FROM_DEFAULTS = "_defaults_taken"
+"""The ``raw`` key that lists what SCAR's defaults file supplied (``--dry-run`` shows it)."""
+
+
+def _defaulted(entry: Mapping[str, Any], defaults: Optional["Defaults"],
+               flat: bool) -> Mapping[str, Any]:
+    if not defaults:
+        return entry
+    from .scarcfg import merge_defaults
+
+    merged, taken = merge_defaults(entry, defaults, flat=flat)
+    if taken:
+        merged[TAKEN_FROM_DEFAULTS] = {"source": defaults.source, "keys": taken}
+    return merged
 
 
 def _entry_name(entry: Mapping[str, Any]) -> Optional[str]:
@@ -230,7 +253,8 @@ def old_form_path(bucket: str, function: str, kind: str) -> str:
 
 
 def _fdl_configs(document: Mapping[str, Any], base_dir: Path, name: Optional[str],
-                 check_files: bool) -> list[FunctionConfig]:
+                 check_files: bool,
+                 defaults: Optional["Defaults"] = None) -> list[FunctionConfig]:
     functions = document.get("functions")
     if not isinstance(functions, Mapping):
         wrong = "missing" if functions is None else f"{_kind(functions)} is not a mapping"
@@ -246,7 +270,7 @@ def _fdl_configs(document: Mapping[str, Any], base_dir: Path, name: Optional[str
         section = _Section.at(functions, "functions", general)
         for where, entry in section.entries("aws", "function entries {lambda: ..., batch: ...}"):
             if isinstance(entry, Mapping):
-                entries.append((where, _entry_name(entry), entry))
+                entries.append((where, _entry_name(entry), _defaulted(entry, defaults, False)))
             else:
                 general.append(f"{where}: {_show(entry)} is not a mapping; must be a "
                                "function entry {lambda: ..., batch: ...}")
@@ -254,8 +278,8 @@ def _fdl_configs(document: Mapping[str, Any], base_dir: Path, name: Optional[str
         for fname, body in functions.items():
             where = _join("functions", fname)
             if isinstance(body, Mapping):
-                entries.append((where, str(fname), _from_old_form(str(fname), body, where,
-                                                                  general)))
+                entries.append((where, str(fname), _defaulted(
+                    _from_old_form(str(fname), body, where, general), defaults, True)))
             else:
                 general.append(f"{where}: {_show(body)} is not a mapping; must be the "
                                "function's settings")

@@ -393,3 +393,86 @@ def test_logs_prints_a_job_stream_and_one_request(cli: Cli, queue: str) -> None:
             " Duration", "\tDuration")]
     code, _, err = cli("logs", "-n", queue, "--job-id", "no-such-job")
     assert (code, err) == (1, "supervisor: no Batch job no-such-job\n")
+
+
+SCAR_SHAPED_FDL = """\
+functions:
+  aws:
+  - lambda:
+      name: {name}
+      execution_mode: batch
+      init_script: job.sh
+      container:
+        image: grycap/cowsay
+      input:
+      - storage_provider: s3
+        path: {name}/input
+      output:
+      - storage_provider: s3
+        path: {name}/output
+    batch:
+      compute_resources:
+        launch_template_name: lt-{suffix}
+"""
+
+
+def scar_cfg(role: str, subnet: str, group: str) -> dict[str, Any]:
+    """~/.scar/scar.cfg as SCAR writes it (JSON), account values filled in."""
+    return {"scar": {"config_version": "1.0.9"}, "aws": {
+        "iam": {"boto_profile": "default", "role": role},
+        "lambda": {"boto_profile": "default", "region": "us-east-1", "execution_mode": "lambda",
+                   "timeout": 300, "memory": 512, "runtime": "python3.7", "layers": [],
+                   "invocation_type": "RequestResponse", "log_type": "Tail",
+                   "environment": {"Variables": {"UDOCKER_DIR": "/tmp/shared/udocker"}},
+                   "container": {"environment": {"Variables": {}}, "timeout_threshold": 10},
+                   "supervisor": {"version": "1.2.0-rc4", "layer_name": "faas-supervisor"}},
+        "cloudwatch": {"boto_profile": "default", "log_retention_policy_in_days": 30},
+        "batch": {"vcpus": 1, "memory": 1024, "enable_gpu": False, "state": "ENABLED",
+                  "type": "MANAGED", "environment": {"Variables": {}},
+                  "compute_resources": {"security_group_ids": [group], "type": "EC2",
+                                        "desired_v_cpus": 0, "min_v_cpus": 0, "max_v_cpus": 2,
+                                        "subnets": [subnet], "instance_types": ["m3.medium"]},
+                  "service_role": "arn:aws:iam::{account_id}:role/service-role/"
+                                  "AWSBatchServiceRole"}}}
+
+
+def test_scar_cfg_supplies_the_account_values_and_dry_run_says_which(
+        cli: Cli, artifacts: list[str], tmp_path: Path, batch_network: dict[str, str],
+        roles: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    name = f"scar-cfg-{suffix}"
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text(SCAR_SHAPED_FDL.format(name=name, suffix=suffix))
+    (tmp_path / "job.sh").write_text("echo moo\n")
+    home = tmp_path / "home"
+    (home / ".scar").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SCAR_CONFIG_FOLDER", raising=False)
+
+    code, _, err = cli("deploy", "-f", str(fdl), "--dry-run", *artifacts)
+    assert code != 0 and "iam.role" in err  # nothing to take it from yet
+
+    cfg = home / ".scar" / "scar.cfg"
+    cfg.write_text(json.dumps(scar_cfg(roles["lambda"], batch_network["subnet"],
+                                       batch_network["security_group"]), indent=2))
+    code, out, err = cli("deploy", "-f", str(fdl), "--dry-run", *artifacts)
+    assert code == 0, err
+    taken = next(line for line in err.splitlines() if line.startswith(f"{name}: from {cfg}"))
+    for key in ("iam.role", "batch.compute_resources.subnets",
+                "batch.compute_resources.security_group_ids", "lambda.timeout"):
+        assert key in taken
+    assert "runtime" not in taken and "UDOCKER" not in taken  # SCAR's own plumbing stays
+    assert "lambda.execution_mode" not in taken  # the definition's own value wins
+
+    code, out, err = cli("--json", "deploy", "-f", str(fdl), *artifacts)
+    assert code == 0, err
+    batch = _client("batch", cli.endpoint)
+    (env,) = batch.describe_compute_environments(computeEnvironments=[name])[
+        "computeEnvironments"]
+    assert env["computeResources"]["subnets"] == [batch_network["subnet"]]
+    assert cli("rm", "-f", str(fdl))[0] == 0
+
+    other = tmp_path / "other.cfg"
+    code, _, err = cli("deploy", "-f", str(fdl), "--dry-run", "--config", str(other),
+                       *artifacts)
+    assert code != 0 and f"--config {other}: no such file" in err

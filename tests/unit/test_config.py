@@ -920,3 +920,32 @@ def test_execution_mode_and_log_level_from_the_environment_win_as_in_faas_superv
                  "LOG_LEVEL": "DEBUG"}, default_path=none).log_level == "DEBUG"
     with pytest.raises(ConfigError, match="execution_mode: 'fast' is not one of"):
         load({"FUNCTION_CONFIG": flat, "EXECUTION_MODE": "fast"}, default_path=none)
+
+
+def test_scar_cfg_defaults_lie_under_each_function_and_the_definition_wins(
+        tmp_path: Path) -> None:
+    from supervisor.config.scarcfg import default_path, read_defaults
+
+    cfg = tmp_path / "scar.cfg"
+    cfg.write_text(json.dumps({"aws": {
+        "iam": {"role": "arn:aws:iam::123456789012:role/from-cfg"},
+        "lambda": {"memory": 2048, "runtime": "python3.7", "layers": ["x"]},
+        "batch": {"compute_resources": {"subnets": ["subnet-cfg"], "max_v_cpus": 8}}}}))
+    defaults = read_defaults(cfg)
+    assert "runtime" not in defaults.sections["lambda"]  # SCAR's plumbing is not taken
+    one, old = from_fdl(
+        "functions:\n  aws:\n  - lambda: {name: one, memory: 1024}\n"
+        "    batch: {compute_resources: {max_v_cpus: 4}}\n", defaults=defaults) + from_fdl(
+        "functions:\n  old-one: {image: busybox, s3: {input_bucket: b}}\n", defaults=defaults)
+    assert one.iam_role == old.iam_role == "arn:aws:iam::123456789012:role/from-cfg"
+    assert (one.memory, old.memory) == (1024, 2048)
+    assert one.batch.compute_resources.subnets == ("subnet-cfg",)
+    assert one.batch.compute_resources.max_v_cpus == 4
+    assert one.raw["_defaults_taken"]["keys"] == [
+        "batch.compute_resources.subnets", "iam.role"]
+    assert default_path({"SCAR_CONFIG_FOLDER": "/x"}) == Path("/x/scar.cfg")
+    assert default_path({"HOME": "/h"}) == Path("/h/.scar/scar.cfg")
+    assert not read_defaults(tmp_path / "absent.cfg")
+    (tmp_path / "bad.cfg").write_text("[1, 2]")
+    with pytest.raises(ConfigError):
+        read_defaults(tmp_path / "bad.cfg")
