@@ -41,6 +41,8 @@ class Context:
     profile: Optional[str] = None
     session_factory: SessionFactory = boto3_session
     _clients: Optional[ClientFactory] = field(default=None, repr=False)
+    _other_clients: dict[tuple[Optional[str], Optional[str]], ClientFactory] = field(
+        default_factory=dict, repr=False)
 
     @property
     def clients(self) -> ClientFactory:
@@ -49,6 +51,19 @@ class Context:
             session = self.session_factory(self.profile, self.region)
             self._clients = ClientFactory(session=session, endpoint_url=self.endpoint_url)
         return self._clients
+
+    def clients_for(self, profile: Optional[str], region: Optional[str]) -> ClientFactory:
+        """Clients for a function's own ``boto_profile``/``region`` (None: the run's own)."""
+        profile = profile or self.profile
+        region = region or self.region
+        if (profile, region) == (self.profile, self.region):
+            return self.clients
+        key = (profile, region)
+        if key not in self._other_clients:
+            session = self.session_factory(profile, region)
+            self._other_clients[key] = ClientFactory(session=session,
+                                                     endpoint_url=self.endpoint_url)
+        return self._other_clients[key]
 
     @property
     def interactive(self) -> bool:

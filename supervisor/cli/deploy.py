@@ -27,6 +27,7 @@ from ..provision import (
     deploy,
     remove,
 )
+from ..provision.ignored import ignored_fdl_keys, ignored_keys
 from ..workflow import check_loops
 from .args import Subparsers, add_command
 from .context import Context
@@ -102,6 +103,21 @@ def fdl_defaults(args: argparse.Namespace) -> Defaults:
     return read_defaults(default_path(os.environ))
 
 
+def function_account(config: FunctionConfig) -> tuple[Optional[str], Optional[str]]:
+    """The function's own ``boto_profile`` and ``region`` (SCAR's FDL keys), None when unset;
+    SCAR's placeholder profile ``default`` means the run's own credentials."""
+    profile, region = config.raw.get("boto_profile"), config.raw.get("region")
+    return (profile if isinstance(profile, str) and profile not in ("", "default") else None,
+            region if isinstance(region, str) and region.strip() else None)
+
+
+def fdl_document(path: Path) -> Mapping[str, Any]:
+    """The FDL file as a mapping (already checked by from_fdl)."""
+    from ..config.sources import _load_document
+
+    return _load_document(path.read_text(encoding="utf-8"), str(path))
+
+
 def note_defaults(ctx: Context, configs: Sequence[FunctionConfig]) -> None:
     """Say, per function, which keys SCAR's defaults file supplied."""
     for config in configs:
@@ -145,14 +161,19 @@ def run_deploy(args: argparse.Namespace, ctx: Context) -> int:
     check_loops(configs)
     note_defaults(ctx, select(configs, args.name))
     done: list[Deployment] = []
+    for line in ignored_fdl_keys(fdl_document(args.file)):
+        ctx.note(line)
     for config in select(configs, args.name):
+        for line in ignored_keys(config, config.name):
+            ctx.note(line)
         if not args.dry_run:
             ctx.note(f"deploying {config.name} ({config.execution_mode}) ...")
-        done.append(deploy(config, ctx.clients, layer_zip=args.layer_zip,
+        profile, region = function_account(config)
+        done.append(deploy(config, ctx.clients_for(profile, region), layer_zip=args.layer_zip,
                            batch_pyz=args.pyz,
                            udocker_layer_zip=(args.udocker_layer_zip or
                                               args.layer_zip.with_name("udocker-layer.zip")),
-                           region=ctx.region, dry_run=args.dry_run))
+                           region=region or ctx.region, dry_run=args.dry_run))
 
     def text() -> str:
         return "\n\n".join(
@@ -171,7 +192,7 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
     for config in from_fdl(args.file, args.name, check_files=False,
                            defaults=fdl_defaults(args)):
         ctx.note(f"removing {config.name} ...")
-        removed.append((config.name, remove(config, ctx.clients)))
+        removed.append((config.name, remove(config, ctx.clients_for(*function_account(config)))))
     ctx.emit([{"function": name, "outcomes": [o.to_dict() for o in outcomes]}
               for name, outcomes in removed],
              lambda: "\n\n".join(outcomes_text(f"{name}: removed", outcomes)

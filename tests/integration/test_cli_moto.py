@@ -25,10 +25,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 READ_ONLY = ("Describe", "Get", "List", "Head")
 
 
-def _client(service: str, endpoint: str) -> Any:
+def _client(service: str, endpoint: str, region: str = "us-east-1") -> Any:
     import boto3
 
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=endpoint, region_name=region,
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
@@ -476,3 +476,71 @@ def test_scar_cfg_supplies_the_account_values_and_dry_run_says_which(
     code, _, err = cli("deploy", "-f", str(fdl), "--dry-run", "--config", str(other),
                        *artifacts)
     assert code != 0 and f"--config {other}: no such file" in err
+
+
+def test_a_function_with_its_own_region_lands_there(
+        cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str]) -> None:
+    name = f"scar-region-{uuid.uuid4().hex[:8]}"
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text(f"""\
+functions:
+  aws:
+  - lambda:
+      name: {name}
+      region: eu-west-1
+      boto_profile: default
+      init_script: job.sh
+      container: {{image: busybox, run_on_host: true}}
+      input: [{{storage_provider: s3, path: {name}-in/input}}]
+      output: [{{storage_provider: s3, path: {name}-in/output}}]
+    iam: {{role: "{roles['lambda']}"}}
+""")
+    (tmp_path / "job.sh").write_text("echo hi\n")
+    code, out, err = cli("deploy", "-f", str(fdl), "--dry-run", *artifacts)
+    assert code == 0, err
+    assert f"{name}: dry run in eu-west-1" in out
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)  # --region us-east-1 given too
+    assert code == 0, err
+    assert _client("lambda", cli.endpoint, "eu-west-1").get_function(FunctionName=name)
+    with pytest.raises(Exception, match="Function not found|ResourceNotFound"):
+        _client("lambda", cli.endpoint).get_function(FunctionName=name)
+    assert cli("rm", "-f", str(fdl))[0] == 0
+    with pytest.raises(Exception, match="Function not found|ResourceNotFound"):
+        _client("lambda", cli.endpoint, "eu-west-1").get_function(FunctionName=name)
+
+
+def test_every_scar_key_deploy_does_not_act_on_is_reported_in_one_line(
+        cli: Cli, artifacts: list[str], tmp_path: Path) -> None:
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text("""\
+functions:
+  oscar:
+  - my-cluster: {name: on-oscar, script: s.sh}
+  aws:
+  - lambda:
+      name: scar-keys
+      init_script: job.sh
+      run_script: run.sh
+      architectures: [arm64]
+      vpc: {SubnetIds: [subnet-1], SecurityGroupIds: [sg-1]}
+      file_system: [{Arn: "arn:aws:elasticfilesystem:us-east-1:1:access-point/fsap-1",
+                     LocalMountPath: /mnt/efs}]
+      deployment: {bucket: my-deploy-bucket}
+      container: {image: busybox, run_on_host: true}
+      input: [{storage_provider: s3, path: keys/input}]
+      output: [{storage_provider: s3, path: keys/output}]
+    api_gateway: {name: keys-api}
+    iam: {role: "arn:aws:iam::123456789012:role/x"}
+storage_providers:
+  minio:
+    local: {endpoint: "http://minio:9000", access_key: a, secret_key: b}
+""")
+    (tmp_path / "job.sh").write_text("echo hi\n")
+    code, out, err = cli("deploy", "-f", str(fdl), "--dry-run", *artifacts)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if ": ignored: " in line]
+    for key in ("functions.oscar", "scar-keys.vpc", "scar-keys.file_system",
+                "scar-keys.deployment", "scar-keys.api_gateway", "scar-keys.run_script",
+                "scar-keys.architectures", "scar-keys.storage_providers.minio"):
+        assert any(line.startswith(f"{key}: ignored: ") for line in notes), (key, notes)
+    assert len(notes) == 8
