@@ -248,9 +248,9 @@ def _parse_providers(section: _Section) -> dict[str, S3Provider]:
     out: dict[str, S3Provider] = {}
     for ident, settings in s3.data.items():
         where = s3.path(str(ident))
-        if not isinstance(ident, str) or not ident or "." in ident:
+        if not isinstance(ident, str) or not ident.strip() or ident != ident.strip():
             s3.problems.append(f"{where}: not a valid provider id; ids must be non-empty "
-                               "and contain no '.'")
+                               "text without spaces around it (dots are fine: s3.my.store)")
             continue
         if settings is not None and not isinstance(settings, Mapping):
             s3.problems.append(f"{where}: {_kind(settings)} is not a mapping; must be the "

@@ -949,3 +949,24 @@ def test_scar_cfg_defaults_lie_under_each_function_and_the_definition_wins(
     (tmp_path / "bad.cfg").write_text("[1, 2]")
     with pytest.raises(ConfigError):
         read_defaults(tmp_path / "bad.cfg")
+
+
+def test_storage_provider_ids_with_dots_are_accepted_as_scar_writes_them() -> None:
+    [config] = from_fdl("""
+functions:
+  aws:
+  - lambda:
+      name: dotted
+      container: {image: busybox}
+      input: [{storage_provider: s3, path: in}]
+      output: [{storage_provider: s3.my.store, path: out/x}]
+storage_providers:
+  s3:
+    my.store: {region: eu-west-1}
+""")
+    assert config.output[0].storage_provider == "s3.my.store"
+    assert config.storage_providers["my.store"].region == "eu-west-1"
+    from supervisor.aws import ClientFactory
+
+    client = ClientFactory(providers=config.storage_providers).s3("s3.my.store")
+    assert client.meta.region_name == "eu-west-1"
