@@ -12,6 +12,7 @@ import functools
 import os
 import select
 import selectors
+import signal
 import socket
 import subprocess
 import threading
@@ -35,6 +36,7 @@ __all__ = [
     "RunResult",
     "build_env",
     "local_ip",
+    "shell_exit_code",
     "run",
     "script_argv",
     "write_script",
@@ -96,6 +98,16 @@ def _check_env_item(name: str, value: str) -> None:
         raise ValueError(f"invalid environment variable name {name!r}")
     if "\0" in value:
         raise ValueError(f"environment variable {name} contains a NUL character")
+
+
+def shell_exit_code(returncode: Optional[int]) -> int:
+    """A process's status as a shell reports it: ``128 + N`` for killed by signal N
+    (``Popen.returncode`` ``-N``; an unknown end counts as SIGKILL), capped at 255. Pure."""
+    if returncode is None:
+        returncode = -signal.SIGKILL
+    if returncode < 0:
+        return min(128 - returncode, 255)
+    return min(returncode, 255)
 
 
 @functools.lru_cache(maxsize=1)
@@ -177,8 +189,9 @@ def build_env(
 class RunResult:
     """What one run of the script did.
 
-    ``exit_code`` is ``Popen.returncode``: negative for "killed by that
-    signal". ``output_tail`` is the last :data:`TAIL_BYTES` of everything
+    ``exit_code`` is the shell's: the script's own status, ``128 + N`` when it was
+    killed by signal N (:func:`shell_exit_code`), the same in the Lambda response and
+    from ``supervisor-batch``. ``output_tail`` is the last :data:`TAIL_BYTES` of everything
     the script printed (including what came after the log's cap), decoded
     as UTF-8 with replacement; ``output_truncated`` says the log file hit
     its cap. ``duration`` is wall-clock seconds from start to return.
@@ -476,9 +489,8 @@ def run(
         if pump.thread.is_alive():  # someone outside the group holds the pipe
             pump.stop()
             pump.thread.join(_READER_JOIN)
-    exit_code = proc.returncode
     return RunResult(
-        exit_code=exit_code if exit_code is not None else -9,
+        exit_code=shell_exit_code(proc.returncode),
         timed_out=timed_out,
         duration=clock() - started,
         output_tail=pump.tail(),

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import IO, Any, Collection, Mapping, Optional
 
 from ..errors import ScriptError
-from ..runner import DEFAULT_PATH
+from ..runner import DEFAULT_PATH, shell_exit_code
 from ..watchdog import Clock, Deadline, kill_group
 from .batch_resolve import (
     EXIT_REASON,
@@ -130,9 +130,7 @@ class _Array:
 
 def _exit_code(returncode: Optional[int]) -> Optional[int]:
     """A container's exit code: ``128 + N`` for a process killed by signal N."""
-    if returncode is None:
-        return None
-    return 128 - returncode if returncode < 0 else returncode
+    return None if returncode is None else shell_exit_code(returncode)
 
 
 class LocalBatchExecutor:

@@ -165,7 +165,7 @@ def test_lambda_mode_timeout_fails_with_time_budget_error(s3: Any, bucket: str,
     (record,) = body["records"]
     assert record["status"] == "failed"
     assert "exceeded the time budget" in record["error"]
-    assert record["exit_code"] == -15 and "working" in record["output_tail"]
+    assert record["exit_code"] == 128 + 15 and "working" in record["output_tail"]
     assert keys(s3, bucket, "output/") == []
 
 
