@@ -240,9 +240,10 @@ def _parse_record(record: Mapping[str, Any], path: str) -> InputObject:
     raw_key = _required_str(obj, "key", f"{path}.s3.object", "the URL-encoded object key")
     try:
         key = unquote_plus(raw_key, errors="strict")
-    except UnicodeDecodeError as exc:
+        key.encode("utf-8")  # a lone surrogate sent as is: no S3 key can hold it
+    except UnicodeError as exc:
         raise EventError(
-            f"{path}.s3.object.key {raw_key!r} does not decode to UTF-8 ({exc.reason}); "
+            f"{path}.s3.object.key {ascii(raw_key)} is not UTF-8 text ({exc.reason}); "
             "expected a URL-encoded UTF-8 object key"
         ) from exc
     return InputObject(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from . import config as config_mod
+from . import records
 from .aws import ClientFactory
 from .config import FunctionConfig
 from .container.spec import ContainerSettings, ContainerSpec, spec_for
@@ -80,7 +81,8 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
         except EventError as exc:
             logger.error("not a usable S3 event", extra={"error": str(exc)})
             metrics.count("Failures")
-            return build_response([], error=str(exc), status_code=400, headers=headers)
+            return build_response([], error=records.one_line(str(exc)), status_code=400,
+                                  headers=headers)
         try:
             config = config_mod.load(environ)
             script = resolve_script(event, config)
@@ -88,13 +90,13 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
                                  on_lambda=True)
         except SupervisorError as exc:  # the configuration or the script: every record fails
             logger.error("cannot process the event", extra={"error": str(exc)})
-            results = [_skipped(o) if not o.is_create else _failed(o, str(exc))
+            results = [records.skipped(o) if not o.is_create else records.failed(o, str(exc))
                        for o in objects]
-            results += [_malformed(record, bad) for record, bad in bad_records]
+            results += [records.malformed(record, bad) for record, bad in bad_records]
             if direct is not None:
-                results.append(_failed(None, str(exc)))
+                results.append(records.failed(None, str(exc)))
             metrics.count("Failures")
-            return build_response(results, error=str(exc), headers=headers)
+            return build_response(results, error=records.one_line(str(exc)), headers=headers)
         if config.log_level:
             logger.setLevel(config.log_level)
         run = _Invocation(config=config, script=script, container=container,
@@ -105,7 +107,7 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
             results = [run.process(None, direct=direct, event_json=json.dumps(event))]
         else:
             results = [run.process(obj) for obj in objects]
-        results += [_malformed(record, exc) for record, exc in bad_records]
+        results += [records.malformed(record, exc) for record, exc in bad_records]
         for result in results:
             metrics.record(result)
         response = build_response(results, headers=headers)
@@ -153,20 +155,35 @@ class _Invocation:
         it always ends in a result."""
         logger = _logger()
         logger.append_keys(bucket=obj.bucket if obj else "", key=obj.key if obj else "")
-        start = self.clock()
+
+        def logged(exc: BaseException) -> None:
+            if isinstance(exc, SupervisorError):
+                logger.error("record failed", extra={"error": records.reason(exc)})
+            else:
+                logger.exception("internal error")
+
         try:
-            if obj is not None and not obj.is_create:
-                return _skipped(obj)
-            mode = self.config.execution_mode
-            if obj is None and mode == "batch":
-                return _failed(None, "a direct invocation runs in Lambda; execution_mode batch "
-                                     "hands S3 objects to Batch: invoke it with an S3 event, "
-                                     "or use lambda or lambda-batch")
-            reason = delegate_reason(
-                mode, object_size=obj.size if obj else 0,
-                free_bytes=shutil.disk_usage(self.work_base).free,
-                budget=self.deadline.remaining(self.clock),
-                threshold=float(self.config.container.timeout_threshold))
+            result, _ = records.run_record(obj, lambda: self._run(obj, direct, event_json),
+                                           on_error=logged, clock=self.clock)
+            return result
+        finally:
+            logger.remove_keys(["bucket", "key"])
+
+    def _run(self, obj: Optional[InputObject], direct: Optional[DirectInvocation],
+             event_json: str) -> RecordResult:
+        """Run in Lambda, or hand off: early, or when the time budget runs out."""
+        start = self.clock()
+        mode = self.config.execution_mode
+        if obj is None and mode == "batch":
+            return records.failed(None, "a direct invocation runs in Lambda; execution_mode "
+                                        "batch hands S3 objects to Batch: invoke it with an S3 "
+                                        "event, or use lambda or lambda-batch")
+        reason = delegate_reason(
+            mode, object_size=obj.size if obj else 0,
+            free_bytes=shutil.disk_usage(self.work_base).free,
+            budget=self.deadline.remaining(self.clock),
+            threshold=float(self.config.container.timeout_threshold))
+        try:
             if reason is not None and obj is not None:
                 return self._delegate(obj, reason, start)
             try:
@@ -179,25 +196,18 @@ class _Invocation:
                                clock=self.clock)
             except ScriptTimeout as exc:
                 if mode == "lambda-batch" and obj is not None:
-                    logger.warning("time budget exceeded, handing off", extra={"error": str(exc)})
+                    _logger().warning("time budget exceeded, handing off",
+                                      extra={"error": str(exc)})
                     return dataclasses.replace(self._delegate(obj, str(exc), start),
                                                exit_code=exc.exit_code,
                                                output_tail=exc.output_tail)
                 return dataclasses.replace(
-                    _failed(obj, f"exceeded the time budget: {exc}", self.clock() - start),
+                    records.failed(obj, f"exceeded the time budget: {exc}",
+                                   self.clock() - start),
                     exit_code=exc.exit_code, output_tail=exc.output_tail)
         except HandoffInProgress as exc:  # only a hand-off raises it: obj is an S3 object
             assert obj is not None
-            return _skipped(obj, str(exc))
-        except SupervisorError as exc:
-            logger.error("record failed", extra={"error": str(exc)})
-            return _failed(obj, str(exc), self.clock() - start)
-        except Exception as exc:  # the error boundary: a bug must not lose the record
-            logger.exception("internal error")
-            return _failed(obj, f"internal error: {type(exc).__name__}: {exc}",
-                           self.clock() - start)
-        finally:
-            logger.remove_keys(["bucket", "key"])
+            return records.skipped(obj, str(exc))
 
     def _delegate(self, obj: InputObject, reason: str, start: float) -> RecordResult:
         if self._delegator is None:  # imported on first use: lambda mode never pays for it
@@ -220,29 +230,6 @@ def _remaining_ms(context: Any) -> Optional[int]:
 
 def _log_script_line(line: str) -> None:
     script_log.info(line)
-
-
-def _skipped(obj: InputObject, reason: Optional[str] = None) -> RecordResult:
-    return RecordResult(bucket=obj.bucket, key=obj.key, status="skipped",
-                        reason=reason or f"{obj.event_name} is not an object creation")
-
-
-def _malformed(record: Mapping[str, Any], error: EventError) -> RecordResult:
-    """A record that is not a usable S3 record: failed, with what could be read of it."""
-    def part(mapping: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-        value = mapping.get(name)
-        return value if isinstance(value, Mapping) else {}
-
-    s3 = part(record, "s3")
-    return RecordResult(bucket=str(part(s3, "bucket").get("name") or ""),
-                        key=str(part(s3, "object").get("key") or ""),
-                        status="failed", error=str(error))
-
-
-def _failed(obj: Optional[InputObject], error: str, duration: float = 0.0) -> RecordResult:
-    """A failed record (``obj`` None: a direct invocation, no bucket or key)."""
-    return RecordResult(bucket=obj.bucket if obj else "", key=obj.key if obj else "",
-                        status="failed", error=error, duration=duration)
 
 
 class _Metrics:

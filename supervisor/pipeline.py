@@ -16,7 +16,7 @@ from .aws import ClientFactory
 from .config import FunctionConfig
 from .container.spec import ContainerSpec
 from .direct import DirectInvocation
-from .errors import ScriptTimeout
+from .errors import ScriptError, ScriptTimeout
 from .events import InputObject
 from .result import RecordResult
 from .runner import RunResult, build_env, local_ip, run, script_argv, write_script
@@ -225,22 +225,16 @@ def _run_script(job: Job, container: Optional[ContainerSpec], ready: Optional["R
                 on_line: Optional[Callable[[str], None]],
                 clock: Callable[[], float]) -> RunResult:
     """The script on the host (``/bin/sh``), or in the job's image when it names one."""
-    obj, config = job.obj, job.config
     if container is not None:
         from .container.run import container_base_env
 
         script_base_env: Mapping[str, str] = container_base_env(base_env)
     else:
         script_base_env = base_env
-    env = build_env(
-        base_env=script_base_env, input_file=input_file, work=work,
-        bucket=obj.bucket if obj else "", key=obj.key if obj else "",
-        event_json=obj.event_json() if obj else job.event_json,
-        event_time=obj.event_time if obj else _now_iso(),
-        request_id=job.request_id, execution_service=job.execution_service,
-        variables=config.container.environment,
-        pass_aws_credentials=config.container.pass_aws_credentials,
-        instance_ip=local_ip())
+    try:
+        env = _script_env(job, script_base_env, input_file, work)
+    except ValueError as exc:  # a key or variable no process environment can hold
+        raise ScriptError(f"cannot start the script: {exc}") from None
     if container is None:
         return run(script_argv(script_path), env=env, cwd=work.root, deadline=job.deadline,
                    log_path=work.log_path, on_line=on_line, clock=clock, grace=job.grace)
@@ -249,3 +243,18 @@ def _run_script(job: Job, container: Optional[ContainerSpec], ready: Optional["R
     return run_in_container(container, script_path=script_path, work=work, env=env,
                             deadline=job.deadline, log_path=work.log_path, on_line=on_line,
                             clock=clock, host_env=base_env, ready=ready, grace=job.grace)
+
+
+def _script_env(job: Job, script_base_env: Mapping[str, str], input_file: Optional[Path],
+                work: WorkDirs) -> dict[str, str]:
+    """The script's environment (the contract's variables from the record or invocation)."""
+    obj, config = job.obj, job.config
+    return build_env(
+        base_env=script_base_env, input_file=input_file, work=work,
+        bucket=obj.bucket if obj else "", key=obj.key if obj else "",
+        event_json=obj.event_json() if obj else job.event_json,
+        event_time=obj.event_time if obj else _now_iso(),
+        request_id=job.request_id, execution_service=job.execution_service,
+        variables=config.container.environment,
+        pass_aws_credentials=config.container.pass_aws_credentials,
+        instance_ip=local_ip())

@@ -98,6 +98,11 @@ def _check_env_item(name: str, value: str) -> None:
         raise ValueError(f"invalid environment variable name {name!r}")
     if "\0" in value:
         raise ValueError(f"environment variable {name} contains a NUL character")
+    try:
+        value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise ValueError(f"environment variable {name} holds text that is not encodable "
+                         "(a lone surrogate)") from None
 
 
 def shell_exit_code(returncode: Optional[int]) -> int:

@@ -62,7 +62,7 @@ import traceback
 from types import FrameType
 from typing import Any, Mapping, NoReturn, Optional, Sequence, TextIO
 
-from .. import __version__
+from .. import __version__, records
 from ..aws import ClientFactory
 from ..config import FunctionConfig
 from ..container.spec import (
@@ -124,25 +124,26 @@ def _process(obj: InputObject, work: Work, settings: Settings, clients: ClientFa
     if not obj.is_create:
         log.info("record skipped", extra={"bucket": obj.bucket, "key": obj.key,
                                           "event_name": obj.event_name})
-        return RecordResult(bucket=obj.bucket, key=obj.key, status="skipped",
-                            reason=f"{obj.event_name} is not an object creation"), EX_OK
-    logging_setup.bind(bucket=obj.bucket, key=obj.key)
-    start = time.monotonic()
-    try:
+
+    def step() -> RecordResult:
         job = Job(obj=obj, config=work.config, script=work.script,
                   request_id=work.request_id, execution_service="batch",
                   deadline=settings.deadline(), upload=settings.upload,
                   container=_job_container(settings, work.config, environ))
-        result = run_job(job, clients=clients, base_env=environ,
-                         work_base=settings.work_base, on_line=_log_script_line)
-    except Exception as exc:  # the record's error boundary; the next record still runs
-        code = exit_code_for(exc)
+        return run_job(job, clients=clients, base_env=environ,
+                       work_base=settings.work_base, on_line=_log_script_line)
+
+    def logged(exc: BaseException) -> None:
         log.error("record failed", exc_info=settings.debug,
-                  extra={"error": reason_for(exc), "exit_code": code})
-        return RecordResult(bucket=obj.bucket, key=obj.key, status="failed",
-                            duration=time.monotonic() - start, error=reason_for(exc)), code
+                  extra={"error": reason_for(exc), "exit_code": exit_code_for(exc)})
+
+    logging_setup.bind(bucket=obj.bucket, key=obj.key)
+    try:
+        result, raised = records.run_record(obj, step, on_error=logged)
     finally:
         logging_setup.bind(bucket=None, key=None)
+    if raised is not None:
+        return result, exit_code_for(raised)
     if settings.node_index is not None:
         result = dataclasses.replace(result, extra={
             **result.extra, "node_index": settings.node_index, "main_node": settings.upload})

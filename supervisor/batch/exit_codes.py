@@ -13,8 +13,9 @@ from ..errors import (
     ScriptTimeout,
     StageInError,
     StageOutError,
-    SupervisorError,
 )
+from ..records import one_line
+from ..records import reason as records_reason
 from ..result import RecordResult
 from ..runner import shell_exit_code
 
@@ -78,13 +79,11 @@ def exit_code_for(outcome: Union[RecordResult, BaseException]) -> int:
 
 def reason_for(exc: BaseException) -> str:
     """One line saying what went wrong (an unexpected error names its type)."""
-    if isinstance(exc, (SupervisorError, Terminated)):
-        text = str(exc) or type(exc).__name__
-    elif isinstance(exc, KeyboardInterrupt):
-        text = "interrupted"
-    else:
-        text = f"internal error: {type(exc).__name__}: {exc}"
-    return " ".join(text.split())
+    if isinstance(exc, Terminated):
+        return one_line(str(exc))
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return records_reason(exc)
 
 
 

@@ -379,3 +379,20 @@ def test_an_event_that_is_no_kind_of_invocation_is_a_400(aws_env: dict[str, str]
         response, body = invoke(event, make_config(bucket, script), aws_env, tmp_path)
         assert response["statusCode"] == 400 and "\n" not in body["error"]
         assert response["isBase64Encoded"] is False
+
+
+@pytest.mark.parametrize("key", ["input/with\nnewline.txt", "input/nul\x00.txt",
+                                 "input/lone\udc80surrogate.txt", "input/\x1b[31mred.txt"])
+def test_any_key_gets_an_answer_with_a_one_line_error(s3: Any, bucket: str, key: str,
+                                                      aws_env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    script = write_script(tmp_path, "echo never\n")
+    record = object_created_record(bucket, "input/placeholder.txt", size=5, etag="x")
+    record["s3"]["object"]["key"] = key  # as a client might send it, not URL-encoded
+    response, body = invoke(event_of(record), make_config(bucket, script), aws_env, tmp_path)
+    (result,) = body["records"]
+    assert result["status"] == "failed"
+    assert "\n" not in result["error"] and "\x00" not in result["error"]
+    assert "internal error" not in result["error"]
+    assert "\x1b" not in result["error"] and "\udc80" not in result["error"]
+    json.dumps(body, ensure_ascii=False).encode("utf-8")  # the answer itself is encodable

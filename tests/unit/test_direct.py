@@ -71,3 +71,10 @@ def test_an_event_given_as_json_text_is_read_and_other_text_is_one_line() -> Non
 def test_the_command_script_quotes_every_word() -> None:
     assert command_script(["echo", "a b", "$HOME"], ("/entry", "-x")) == (
         "exec /entry -x echo 'a b' '$HOME'\n")
+
+
+def test_one_line_escapes_what_would_break_a_line_or_a_terminal() -> None:
+    from supervisor.records import one_line
+
+    assert one_line("a\nb\tc  d") == "a b c d"
+    assert one_line("nul\x00 esc\x1b[1m lone\udc80") == "nul\\x00 esc\\x1b[1m lone\\udc80"

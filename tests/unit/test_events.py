@@ -318,8 +318,11 @@ def test_bucket_name_missing_is_an_error() -> None:
 
 
 def test_key_with_invalid_utf8_escape_is_an_error() -> None:
-    with pytest.raises(EventError, match=r"^Records\[0\]\.s3\.object\.key .* does not decode to UTF-8"):
+    with pytest.raises(EventError, match=r"^Records\[0\]\.s3\.object\.key .* is not UTF-8 text"):
         parse(one_record(key="input/bad%FF.jpg"))
+    with pytest.raises(EventError, match=r"is not UTF-8 text") as info:
+        parse(one_record(key="input/lone\udc80.jpg"))
+    assert "\\udc80" in str(info.value)  # shown escaped, the message stays printable
 
 
 @pytest.mark.parametrize("size", ["1048576", 1.5, True])
