@@ -30,6 +30,12 @@ _SETTINGS: dict[str, dict[str, Any]] = {
 _DEFAULT_SETTINGS: dict[str, Any] = {"retries": {"total_max_attempts": 6, "mode": "standard"}}
 
 
+def _provider_key(provider: str) -> str:
+    """``s3.<id>`` -> ``<id>``; ``minio.<id>`` as it is (see ``config.parse.provider_key``)."""
+    kind, _, ident = provider.partition(".")
+    return ident if kind == "s3" else provider
+
+
 class ClientFactory:
     """Creates and caches boto3 clients; one instance serves a whole process.
 
@@ -83,7 +89,7 @@ class ClientFactory:
     def _cached(self, service: str, provider: str, purpose: str = "") -> Any:
         settings = None
         if provider != DEFAULT_PROVIDER:
-            settings = self._providers.get(provider.partition(".")[2])
+            settings = self._providers.get(_provider_key(provider))
         key = (service, provider, settings, purpose)
         client = self._clients.get(key)
         if client is None:
@@ -104,10 +110,10 @@ class ClientFactory:
                 return self._get_session().client(service, config=config,
                                                   endpoint_url=self._endpoint_url)
             return self._get_session().client(service, config=config)
-        kind, _, ident = provider.partition(".")
-        settings = self._providers.get(ident)
-        if kind != "s3" or settings is None:
-            known = ", ".join(["s3"] + [f"s3.{i}" for i in sorted(self._providers)])
+        settings = self._providers.get(_provider_key(provider))
+        if settings is None:
+            known = ", ".join(["s3"] + [k if k.startswith("minio.") else f"s3.{k}"
+                                        for k in sorted(self._providers)])
             raise ConfigError([f"storage provider {provider!r} is not defined; defined: {known}"])
         kwargs: dict[str, Any] = {"config": config}
         if settings.region:

@@ -241,7 +241,7 @@ def _parse_record(record: Mapping[str, Any], path: str) -> InputObject:
     try:
         key = unquote_plus(raw_key, errors="strict")
         key.encode("utf-8")  # a lone surrogate sent as is: no S3 key can hold it
-    except UnicodeError as exc:
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise EventError(
             f"{path}.s3.object.key {ascii(raw_key)} is not UTF-8 text ({exc.reason}); "
             "expected a URL-encoded UTF-8 object key"

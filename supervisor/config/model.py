@@ -18,7 +18,7 @@ def folders_overlap(a: str, b: str) -> bool:
 class StoragePath:
     """One input or output path: ``bucket/prefix`` on a storage provider."""
 
-    storage_provider: str  # "s3" or "s3.<id>"
+    storage_provider: str  # "s3", "s3.<id>" or "minio.<id>"
     path: str  # "bucket" or "bucket/some/prefix", no leading/trailing slash
     prefix: tuple[str, ...] = ()  # outputs only: relative-path prefixes, any of
     suffix: tuple[str, ...] = ()  # outputs only: relative-path suffixes, any of

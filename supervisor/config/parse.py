@@ -242,9 +242,32 @@ def _parse_container(top: _Section, timeout: int, base_dir: Optional[Path],
     )
 
 
+S3_COMPATIBLE: tuple[str, ...] = ("s3", "minio")
+"""Provider kinds reached with an S3 client: ``s3.<id>`` and ``minio.<id>`` (an S3-compatible
+endpoint, as SCAR's MinIO providers give it)."""
+
+
+def provider_key(kind: str, ident: str) -> str:
+    """The key of a named provider in ``FunctionConfig.storage_providers``: the bare id for
+    ``s3`` (as before), ``minio.<id>`` for MinIO."""
+    return ident if kind == "s3" else f"{kind}.{ident}"
+
+
+def provider_name(key: str) -> str:
+    """How paths name the provider stored under ``key``: ``s3.<id>`` or ``minio.<id>``."""
+    return key if key.startswith("minio.") else f"s3.{key}"
+
+
 def _parse_providers(section: _Section) -> dict[str, S3Provider]:
-    """``storage_providers.s3.<id>`` entries; other provider kinds are kept in raw only."""
-    s3 = section.section("s3", "provider ids")
+    """``storage_providers.s3.<id>`` and ``.minio.<id>`` entries; other kinds stay in raw."""
+    out: dict[str, S3Provider] = {}
+    for kind in S3_COMPATIBLE:
+        out.update(_parse_provider_kind(section, kind))
+    return out
+
+
+def _parse_provider_kind(section: _Section, kind: str) -> dict[str, S3Provider]:
+    s3 = section.section(kind, "provider ids")
     out: dict[str, S3Provider] = {}
     for ident, settings in s3.data.items():
         where = s3.path(str(ident))
@@ -266,14 +289,17 @@ def _parse_providers(section: _Section) -> dict[str, S3Provider]:
         endpoint = entry.opt_text("endpoint", "must be a URL")
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             entry.problem("endpoint", "is not an http(s) URL", "must start with http:// or https://")
-        out[ident] = S3Provider(id=ident, access_key=access_key, secret_key=secret_key,
-                                region=entry.opt_text("region"), endpoint=endpoint)
+        if kind == "minio" and endpoint is None:
+            entry.problem("endpoint", "missing", "a MinIO provider needs its endpoint URL")
+        key = provider_key(kind, ident)
+        out[key] = S3Provider(id=key, access_key=access_key, secret_key=secret_key,
+                              region=entry.opt_text("region"), endpoint=endpoint)
     return out
 
 
 def _parse_paths(top: _Section, key: str, providers: Mapping[str, S3Provider],
                  output: bool) -> tuple[StoragePath, ...]:
-    defined = ["s3"] + [f"s3.{i}" for i in sorted(providers)]
+    defined = ["s3"] + [provider_name(k) for k in sorted(providers)]
     out: list[StoragePath] = []
     for where, item in top.entries(key, "{storage_provider, path} entries"):
         if not isinstance(item, Mapping):
@@ -282,10 +308,9 @@ def _parse_paths(top: _Section, key: str, providers: Mapping[str, S3Provider],
             continue
         entry = _Section.at(item, where, top.problems)
         provider = entry.text("storage_provider", "s3")
-        ident = provider[3:] if provider.startswith("s3.") else None
-        if provider != "s3" and (ident is None or ident not in providers):
+        if provider != "s3" and provider not in defined:
             entry.problem("storage_provider", f"{_show(provider)} is not defined",
-                          "must be s3 or s3.<id> with <id> in storage_providers.s3 "
+                          "must be s3, s3.<id> or minio.<id> with <id> in storage_providers "
                           f"(defined: {', '.join(defined)})")
         value = entry.get("path")
         if value is not None and not isinstance(value, str):

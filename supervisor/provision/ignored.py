@@ -30,7 +30,6 @@ IGNORED_KEYS: Mapping[str, str] = {
 """Keys of a function's ``lambda`` section (and its siblings) that deploy ignores, and why."""
 
 IGNORED_PROVIDERS: Mapping[str, str] = {
-    "minio": "only s3 storage providers are read and written",
     "onedata": "only s3 storage providers are read and written",
     "webdav": "only s3 storage providers are read and written",
     "dcache": "only s3 storage providers are read and written",

@@ -396,3 +396,27 @@ def test_any_key_gets_an_answer_with_a_one_line_error(s3: Any, bucket: str, key:
     assert "internal error" not in result["error"]
     assert "\x1b" not in result["error"] and "\udc80" not in result["error"]
     json.dumps(body, ensure_ascii=False).encode("utf-8")  # the answer itself is encodable
+
+
+def test_outputs_go_to_a_minio_provider_through_its_own_endpoint(
+        s3: Any, bucket: str, aws_env: dict[str, str], tmp_path: Path) -> None:
+    script = write_script(tmp_path, 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.txt"\n')
+    config = make_config(bucket, script).replace(
+        f"- storage_provider: s3\n  path: {bucket}/output\n  suffix: [.txt]\n",
+        f"- storage_provider: minio.lab\n  path: {bucket}/from-minio\n") + textwrap.dedent(f"""\
+        storage_providers:
+          minio:
+            lab:
+              endpoint: {aws_env['AWS_ENDPOINT_URL']}
+              access_key: minio-user
+              secret_key: minio-secret
+              region: us-east-1
+        """)
+    assert "minio.lab" in config
+    response, body = invoke(event_of(put(s3, bucket, "input/a.txt", b"to minio")), config,
+                            aws_env, tmp_path)
+    assert body["records"][0]["status"] == "completed", body
+    assert body["records"][0]["uploaded"] == [f"s3://{bucket}/from-minio/copy.txt"]
+    got = s3.get_object(Bucket=bucket, Key="from-minio/copy.txt")["Body"].read()
+    assert got == b"to minio"
+    assert "minio-secret" not in response["body"]

@@ -394,7 +394,7 @@ def test_named_s3_provider_in_scar_nested_auth_form() -> None:
                                                           "secret_key": SECRET},
                                                  "region": "eu-west-1",
                                                  "endpoint": "http://127.0.0.1:9000"}},
-                                 "minio": {"ignored": {"endpoint": "x"}}}
+                                 "onedata": {"ignored": {"endpoint": "x"}}}
     data["output"] = [{"storage_provider": "s3.mine", "path": "bucket/out"}]
     config = parse(data)
     assert config.storage_providers == {
@@ -503,7 +503,7 @@ RULES: list[tuple[str, Mutation, str]] = [
     ("input-entry-type", _set("input", value=["bucket/in"]),
      "input[0]: 'bucket/in' is not a mapping"),
     ("provider-kind", _set("output", value=[{"storage_provider": "minio", "path": "b/o"}]),
-     "output[0].storage_provider: 'minio' is not defined; must be s3 or s3.<id>"),
+     "output[0].storage_provider: 'minio' is not defined; must be s3, s3.<id> or minio.<id>"),
     ("provider-undefined", _set("input", value=[{"storage_provider": "s3.nope", "path": "b"}]),
      "input[0].storage_provider: 's3.nope' is not defined"),
     ("subnet-empty", _set("batch", "compute_resources", "subnets", value=[""]),
@@ -970,3 +970,30 @@ storage_providers:
 
     client = ClientFactory(providers=config.storage_providers).s3("s3.my.store")
     assert client.meta.region_name == "eu-west-1"
+
+
+def test_minio_providers_are_s3_compatible_endpoints() -> None:
+    [config] = from_fdl("""
+functions:
+  aws:
+  - lambda:
+      name: to-minio
+      container: {image: busybox}
+      input: [{storage_provider: s3, path: in}]
+      output: [{storage_provider: minio.lab, path: results/x}]
+storage_providers:
+  minio:
+    lab: {endpoint: "http://127.0.0.1:9000", access_key: AK, secret_key: SK, region: us-east-1}
+""")
+    assert config.output[0].storage_provider == "minio.lab"
+    provider = config.storage_providers["minio.lab"]
+    assert (provider.endpoint, provider.access_key) == ("http://127.0.0.1:9000", "AK")
+    assert "SK" not in repr(provider)
+    from supervisor.aws import ClientFactory
+
+    client = ClientFactory(providers=config.storage_providers).s3("minio.lab")
+    assert client.meta.endpoint_url == "http://127.0.0.1:9000"
+    with pytest.raises(ConfigError, match="minio.lab.endpoint: missing"):
+        from_fdl("functions: {aws: [{lambda: {name: f, output: [{storage_provider: minio.lab,"
+                 " path: b}]}}]}\nstorage_providers: {minio: {lab: {access_key: a, "
+                 "secret_key: b}}}\n")
