@@ -126,7 +126,10 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
                                                                      "files": 0})
         else:
             t0 = clock()
-            uploaded = [u.uri for u in stage_out(clients, work.output_dir, config.output)]
+            # All or nothing, inside the time budget: past it, nothing becomes visible and
+            # the record is handed off (lambda-batch) or failed.
+            uploaded = [u.uri for u in stage_out(clients, work.output_dir, config.output,
+                                                 deadline=job.deadline, clock=clock)]
             log.info("stage-out done", extra={"phase": "stage-out",
                                               "seconds": round(clock() - t0, 3),
                                               "files": len(uploaded)})

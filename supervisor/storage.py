@@ -1,9 +1,9 @@
 """Stage-in and stage-out: the input object to a local file, output files to S3.
 
 ``safe_name``, ``select_outputs``, ``output_key`` and ``content_type`` decide
-*what* moves where and touch nothing remote; ``stage_in`` and ``stage_out`` do
-the transfers over a boto3 S3 client with s3transfer's ``TransferManager``, so
-large objects move in ranged / multipart requests with bounded memory.
+*what* moves where and touch nothing remote; ``stage_in`` downloads over a boto3 S3
+client with s3transfer's ``TransferManager`` (ranged requests, bounded memory) and
+``stage_out`` commits a record's outputs together (:mod:`supervisor.commit`).
 
 Foreign errors (botocore, s3transfer, ``OSError``) are translated here into
 ``StageInError`` / ``StageOutError`` with a one-line message naming the S3 URI
@@ -18,11 +18,11 @@ import os
 import secrets
 import shutil
 import stat
-import threading
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+import time
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.exceptions import (
@@ -34,8 +34,10 @@ from s3transfer.exceptions import (
 from s3transfer.manager import TransferConfig, TransferManager
 
 from .aws import ClientFactory
+from .commit import Output, commit_outputs
 from .config import StoragePath
 from .errors import StageInError, StageOutError
+from .watchdog import Deadline
 
 __all__ = [
     "FALLBACK_NAME",
@@ -55,7 +57,6 @@ _NAME_MAX = 255  # bytes, the usual file-name limit (ext4, xfs, tmpfs)
 _KEEP_EXT_MAX = _NAME_MAX - 16  # a longer "extension" is not worth keeping
 _PART_TAG = ".part-"
 _TOKEN_BYTES = 6  # 12 hex characters
-_MIN_PART = 5 * 1024 * 1024  # S3's smallest multipart part
 _SHOWN_FAILURES = 3
 _COPY_CHUNK = 1024 * 1024
 # Parts in flight per large transfer: each holds up to a part (8 MiB) in memory; four
@@ -373,10 +374,6 @@ class _Upload:
     rel: str
 
 
-class _UploadFailed(Exception):
-    """An upload's failure, as the one-line reason the report shows."""
-
-
 def _plan(output_dir: Path, outputs: Sequence[StoragePath]) -> list[_Upload]:
     """Every (file, destination) pair, once per provider/bucket/key."""
     plan: dict[tuple[str, str, str], _Upload] = {}
@@ -392,91 +389,23 @@ def _download_config() -> TransferConfig:
     return TransferConfig(max_request_concurrency=_TRANSFER_THREADS)
 
 
-def _upload_config(threshold: int) -> TransferConfig:
-    return TransferConfig(multipart_threshold=max(threshold, 1),
-                          multipart_chunksize=max(threshold, _MIN_PART),
-                          max_request_concurrency=_TRANSFER_THREADS)
-
-
-class _Managers:
-    """One ``TransferManager`` per client, made on first use, shut down together."""
-
-    def __init__(self, config: TransferConfig) -> None:
-        self._config = config
-        self._lock = threading.Lock()
-        self._by_client: dict[int, tuple[Any, TransferManager]] = {}
-
-    def get(self, client: Any) -> TransferManager:
-        with self._lock:
-            entry = self._by_client.get(id(client))
-            if entry is None:
-                entry = (client, TransferManager(client, self._config))
-                self._by_client[id(client)] = entry
-            return entry[1]
-
-    def shutdown(self) -> None:
-        for _, manager in self._by_client.values():
-            manager.shutdown()
-
-
-def _upload_one(job: _Upload, client: Any, managers: _Managers, threshold: int) -> Uploaded:
-    """Upload one file: ``put_object`` below ``threshold`` bytes, multipart from it."""
-    try:
-        job.key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise _UploadFailed("file name is not valid UTF-8") from exc
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(job.path, flags)
-    except FileNotFoundError as exc:
-        raise _UploadFailed(f"{job.rel} disappeared before upload") from exc
-    except OSError as exc:
-        raise _UploadFailed(f"cannot open {job.rel}: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as source:
-        info = os.fstat(source.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise _UploadFailed(f"{job.rel} is no longer a regular file")
-        size = info.st_size
-        ctype = content_type(job.rel)
-        if size < threshold:
-            client.put_object(Bucket=job.bucket, Key=job.key, Body=source,
-                              ContentLength=size, ContentType=ctype)
-        else:
-            # By name: s3transfer then reads each part from disk as it sends it,
-            # instead of copying parts of an open file object into memory.
-            future = managers.get(client).upload(str(job.path), job.bucket, job.key,
-                                                 extra_args={"ContentType": ctype})
-            future.result()
-    return Uploaded(bucket=job.bucket, key=job.key, size=size)
-
-
-def _attempt(job: _Upload, client: Any, managers: _Managers,
-             threshold: int) -> tuple[Optional[Uploaded], Optional[str]]:
-    """``_upload_one`` with its expected failures turned into a reason."""
-    try:
-        return _upload_one(job, client, managers, threshold), None
-    except _UploadFailed as exc:
-        return None, str(exc)
-    except _TRANSFER_ERRORS as exc:
-        return None, _reason(exc, "bucket or key does not exist")
-
-
 def stage_out(clients: ClientFactory, output_dir: Path, outputs: Sequence[StoragePath], *,
-              small_file_threshold: int = 8 * 1024 * 1024,
-              max_workers: int = 8) -> list[Uploaded]:
-    """Upload the selected files of ``output_dir`` to every configured output path.
+              small_file_threshold: int = 8 * 1024 * 1024, max_workers: int = 8,
+              deadline: Optional[Deadline] = None,
+              clock: Callable[[], float] = time.monotonic) -> list[Uploaded]:
+    """Upload the selected files of ``output_dir`` to every output path, all or nothing.
 
     For each ``StoragePath``, the files ``select_outputs`` picks with its
     prefix/suffix go to ``bucket/output_key(key_prefix, rel)`` through
-    ``clients.s3(storage_provider)``, with ``content_type(rel)``. Files under
-    ``small_file_threshold`` bytes go in one streamed ``put_object``, larger
-    ones as multipart uploads by s3transfer. All uploads of the call share one
-    pool of ``max_workers`` threads; every one is attempted.
+    ``clients.s3(storage_provider)``, with ``content_type(rel)``, committed together
+    (:mod:`supervisor.commit`): none is visible until every one is uploaded, parts of
+    ``small_file_threshold`` bytes, ``max_workers`` requests at a time.
 
     Returns the uploads sorted by (bucket, key); ``[]`` when nothing is
-    configured. Raises ``StageOutError`` (how many failed, the first few URIs
-    and reasons, one line) if any upload failed, ``ConfigError`` if an output
-    names an undefined storage provider.
+    configured. Raises ``StageOutError`` (one line: how many failed, the first few URIs
+    and reasons, and that nothing was made visible, or what was removed),
+    ``ScriptTimeout`` when ``deadline`` passes before the commit (nothing visible), and
+    ``ConfigError`` if an output names an undefined storage provider.
     """
     if not outputs:
         return []
@@ -484,29 +413,9 @@ def stage_out(clients: ClientFactory, output_dir: Path, outputs: Sequence[Storag
     if not jobs:
         return []
     s3_clients = {provider: clients.s3(provider) for provider in sorted({j.provider for j in jobs})}
-    managers = _Managers(_upload_config(small_file_threshold))
-    try:
-        if len(jobs) == 1:  # no pool for one file
-            (job,) = jobs
-            results = [(job, _attempt(job, s3_clients[job.provider], managers,
-                                      small_file_threshold))]
-        else:
-            with ThreadPoolExecutor(max_workers=max(1, max_workers),
-                                    thread_name_prefix="stage-out") as pool:
-                futures = [(job, pool.submit(_attempt, job, s3_clients[job.provider], managers,
-                                             small_file_threshold)) for job in jobs]
-                results = [(job, future.result()) for job, future in futures]
-    finally:
-        managers.shutdown()
-    uploaded = [done for _, (done, _) in results if done is not None]
-    failed = [(_s3_uri(job.bucket, job.key), reason) for job, (_, reason) in results
-              if reason is not None]
-    if failed:
-        failed.sort()
-        shown = "; ".join(f"{uri}: {reason}" for uri, reason in failed[:_SHOWN_FAILURES])
-        more = len(failed) - _SHOWN_FAILURES
-        tail = f"; and {more} more" if more > 0 else ""
-        raise StageOutError(f"{len(failed)} of {len(jobs)} outputs failed to upload: "
-                            f"{shown}{tail}")
-    uploaded.sort(key=lambda item: (item.bucket, item.key))
-    return uploaded
+    committed = commit_outputs(
+        [Output(provider=j.provider, bucket=j.bucket, key=j.key, path=j.path, rel=j.rel,
+                content_type=content_type(j.rel)) for j in jobs], s3_clients,
+        reason=lambda exc: _reason(exc, "bucket or key does not exist"), deadline=deadline,
+        clock=clock, part_size=small_file_threshold, max_workers=max_workers)
+    return [Uploaded(bucket=c.bucket, key=c.key, size=c.size) for c in committed]

@@ -98,14 +98,15 @@ class Function:
                                      etag=head["ETag"])
 
     def invoke(self, event: dict[str, Any], config_yaml: str, *, timeout: float = 60,
-               request_id: Optional[str] = None) -> tuple[dict[str, Any], dict[str, Any]]:
+               request_id: Optional[str] = None,
+               clients: Optional[ClientFactory] = None) -> tuple[dict[str, Any], dict[str, Any]]:
         environ = dict(self.aws_env, PATH=os.environ["PATH"],
                        SUPERVISOR_WORK_DIR=str(self.tmp_path / "work"),
                        FUNCTION_CONFIG=base64.b64encode(config_yaml.encode()).decode())
         context = LocalContext(function_name=self.name, timeout=timeout)
         if request_id:
             context.aws_request_id = request_id
-        response = handle(event, context, environ=environ, clients=ClientFactory())
+        response = handle(event, context, environ=environ, clients=clients or ClientFactory())
         self.left_ms = context.get_remaining_time_in_millis()  # 0: Lambda would have killed it
         return response, json.loads(response["body"])
 
@@ -334,3 +335,57 @@ def test_a_script_ignoring_sigterm_is_still_handed_off_before_the_lambda_deadlin
     (record,) = body["records"]
     assert record["status"] == "delegated", record
     assert fn.left_ms > 0  # the kill's grace left the hand-off time inside the invocation
+
+
+class SlowUploads(ClientFactory):
+    """Real clients, but every UploadPart takes ``delay`` seconds (a slow network)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def with_providers(self, providers: Any) -> "SlowUploads":
+        return self  # the function names no other provider
+
+    def s3(self, storage_provider: str = "s3") -> Any:
+        real = super().s3(storage_provider)
+        delay = self.delay
+
+        class Slow:
+            def __getattr__(self, name: str) -> Any:
+                method = getattr(real, name)
+                if name != "upload_part":
+                    return method
+
+                def slow(**kwargs: Any) -> Any:
+                    import time as _time
+
+                    _time.sleep(delay)
+                    return method(**kwargs)
+                return slow
+        return Slow()
+
+
+def test_lambda_batch_hands_off_when_stage_out_does_not_fit_and_shows_no_output(
+        fn: Function) -> None:
+    script = 'for i in $(seq 1 80); do echo "$i" > "$TMP_OUTPUT_DIR/out-$i.txt"; done\n'
+    config = fn.config(mode="lambda-batch", script=script, threshold=2)
+    response, body = fn.invoke(event_of(fn.put()), config, timeout=6,
+                               clients=SlowUploads(delay=0.5))
+    (record,) = body["records"]
+    assert record["status"] == "delegated", record
+    assert "stage-out exceeded the time budget" in record["reason"]
+    assert fn.outputs() == []  # not one of the 80 became visible
+    assert fn.s3.list_multipart_uploads(Bucket=fn.bucket).get("Uploads", []) == []
+    assert len(fn.jobs()) == 1 and fn.left_ms > 0  # handed off before Lambda's deadline
+
+
+def test_lambda_mode_answers_before_the_deadline_when_stage_out_does_not_fit(
+        fn: Function) -> None:
+    script = 'for i in $(seq 1 80); do echo "$i" > "$TMP_OUTPUT_DIR/out-$i.txt"; done\n'
+    config = fn.config(mode="lambda", script=script, threshold=2)
+    response, body = fn.invoke(event_of(fn.put()), config, timeout=6,
+                               clients=SlowUploads(delay=0.5))
+    (record,) = body["records"]
+    assert record["status"] == "failed" and "time budget" in record["error"]
+    assert fn.outputs() == [] and fn.left_ms > 0

@@ -195,11 +195,11 @@ def test_stage_out_sends_large_files_as_multipart_intact(
     assert big["ContentType"] == "application/pdf"
     assert hashlib.sha256(big["Body"].read()).hexdigest() == hashlib.sha256(data).hexdigest()
     small = s3.head_object(Bucket=bucket, Key="o/small.txt")
-    assert "-" not in small["ETag"]  # one put_object
+    assert small["ETag"].strip('"').endswith("-1")  # one part, completed at the commit
     assert small["ContentType"] == "text/plain"
 
 
-def test_stage_out_to_a_missing_bucket_names_it_and_still_uploads_the_rest(
+def test_stage_out_to_a_missing_bucket_names_it_and_makes_nothing_visible(
         clients: ClientFactory, s3: Any, bucket: str, tmp_path: Path) -> None:
     out = tmp_path / "output"
     _write(out / "a.txt", b"a")
@@ -211,7 +211,9 @@ def test_stage_out_to_a_missing_bucket_names_it_and_still_uploads_the_rest(
     assert message.startswith("2 of 4 outputs failed to upload")
     assert "s3://no-such-bucket-xyz/out/a.txt: bucket does not exist" in message
     assert "s3://no-such-bucket-xyz/out/big.bin" in message and "\n" not in message
-    assert _objects(s3, bucket) == {"a.txt": 1, "big.bin": 2 * MiB}
+    assert message.endswith("none was made visible")
+    assert _objects(s3, bucket) == {}  # all or nothing: the good bucket got nothing either
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # all aborted
 
 
 def test_stage_out_counts_a_file_that_vanished_before_upload_as_failed(
@@ -227,9 +229,9 @@ def test_stage_out_counts_a_file_that_vanished_before_upload_as_failed(
             (out / "gone.txt").unlink(missing_ok=True)
             return super().s3(storage_provider)
 
-    with pytest.raises(StageOutError, match=r"1 of 2 .*gone\.txt.*disappeared"):
+    with pytest.raises(StageOutError, match=r"1 of 2 .*gone\.txt.*disappeared.*none was made"):
         stage_out(VanishingFactory(), out, [StoragePath("s3", bucket)])
-    assert _objects(s3, bucket) == {"keep.txt": 1}
+    assert _objects(s3, bucket) == {}  # keep.txt is not visible without its sibling
 
 
 def test_stage_out_with_nothing_configured_or_nothing_written_is_empty(
@@ -261,3 +263,84 @@ def test_staged_in_file_can_be_staged_out_unchanged(
     stage_out(clients, tmp_path / "out", [StoragePath("s3", f"{bucket}/out")],
               small_file_threshold=MiB)
     assert s3.get_object(Bucket=bucket, Key="out/x.bin")["Body"].read() == data
+
+
+class FailingClient:
+    """An S3 client that fails one operation for one key, for good; the rest is real."""
+
+    def __init__(self, real: Any, operation: str, key: str) -> None:
+        self._real, self._operation, self._key = real, operation, key
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._real, name)
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name == self._operation and kwargs.get("Key") == self._key:
+                from botocore.exceptions import ClientError
+
+                raise ClientError({"Error": {"Code": "InternalError",
+                                             "Message": "injected failure"}}, name)
+            return method(**kwargs)
+        return call
+
+
+class FaultyFactory(ClientFactory):
+    """Clients whose S3 client fails ``operation`` for ``key``."""
+
+    def __init__(self, operation: str, key: str) -> None:
+        super().__init__()
+        self.operation, self.key = operation, key
+        self.client: Any = None
+
+    def s3(self, storage_provider: str = "s3") -> Any:
+        if self.client is None:
+            self.client = FailingClient(super().s3(storage_provider), self.operation, self.key)
+        return self.client
+
+
+@pytest.mark.parametrize("operation", ["create_multipart_upload", "upload_part"])
+def test_one_of_five_failing_for_good_leaves_none_visible(
+        aws_env: dict[str, str], s3: Any, bucket: str, tmp_path: Path, operation: str) -> None:
+    out = tmp_path / "output"
+    for name in "abcde":
+        _write(out / f"{name}.txt", name.encode() * 10)
+    factory = FaultyFactory(operation, "out/c.txt")
+    with pytest.raises(StageOutError) as err:
+        stage_out(factory, out, [StoragePath("s3", f"{bucket}/out")])
+    assert str(err.value).startswith("1 of 5 outputs failed to upload: s3://")
+    assert "out/c.txt" in str(err.value) and str(err.value).endswith("none was made visible")
+    assert _objects(s3, bucket) == {}
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert "complete_multipart_upload" not in factory.client.calls  # nothing was committed
+
+
+def test_a_failure_during_the_commit_removes_what_was_committed_and_says_so(
+        aws_env: dict[str, str], s3: Any, bucket: str, tmp_path: Path) -> None:
+    out = tmp_path / "output"
+    for name in "abcde":
+        _write(out / f"{name}.txt", name.encode())
+    factory = FaultyFactory("complete_multipart_upload", "out/d.txt")
+    with pytest.raises(StageOutError) as err:
+        stage_out(factory, out, [StoragePath("s3", f"{bucket}/out")])
+    message = str(err.value)
+    assert message.startswith("the commit of 5 outputs failed for 1: s3://")
+    assert message.endswith("the 4 already committed were removed")
+    assert _objects(s3, bucket) == {}
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_stage_out_past_the_deadline_makes_nothing_visible(
+        clients: ClientFactory, s3: Any, bucket: str, tmp_path: Path) -> None:
+    from supervisor.errors import ScriptTimeout
+    from supervisor.watchdog import Deadline
+
+    out = tmp_path / "output"
+    for index in range(40):
+        _write(out / f"f{index}.txt", b"x")
+    with pytest.raises(ScriptTimeout, match="stage-out exceeded the time budget.*no output"):
+        stage_out(clients, out, [StoragePath("s3", f"{bucket}/out")],
+                  deadline=Deadline.after(0.0), max_workers=2)
+    assert _objects(s3, bucket) == {}
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

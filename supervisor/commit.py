@@ -1,0 +1,275 @@
+"""A record's outputs committed together: none visible until every one is uploaded.
+
+As Hadoop's S3A committers do it: every output is a multipart upload left open (its
+parts uploaded, the upload not completed) until the whole set is up; then each upload is
+completed. An open upload is no object: nothing is listed, nothing starts a downstream
+function, no data is copied. Three phases, each a pool of requests:
+
+1. ``CreateMultipartUpload`` per output;
+2. ``UploadPart`` per part (one part for a small file; ``part_size`` parts for a large one);
+3. ``CompleteMultipartUpload`` per output, only when 1 and 2 succeeded for all.
+
+A failure or the deadline in 1-2 aborts every upload (nothing ever appeared). A failure in
+3 deletes the outputs already completed and aborts the rest, and says so. The window that
+remains: a crash in the middle of phase 3 can leave part of the set visible.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from .errors import ScriptTimeout, StageOutError
+from .watchdog import Deadline
+
+__all__ = ["Output", "Committed", "commit_outputs", "PART_SIZE", "MIN_PART_SIZE"]
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part but the last
+PART_SIZE = 8 * 1024 * 1024
+_SHOWN = 3
+
+Clock = Callable[[], float]
+Reasons = Callable[[BaseException], str]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output to commit: a local file, its destination and content type."""
+
+    provider: str
+    bucket: str
+    key: str
+    path: Path
+    rel: str
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Committed:
+    """One committed output."""
+
+    bucket: str
+    key: str
+    size: int
+
+
+@dataclass
+class _Open:
+    """An output's open multipart upload."""
+
+    output: Output
+    client: Any
+    upload_id: str = ""
+    size: int = 0
+    fd: int = -1
+    etags: dict[int, str] = field(default_factory=dict)
+
+    def parts(self, part_size: int) -> list[tuple[int, int, int]]:
+        """(number, offset, length) of each part: one (possibly empty) part at least."""
+        count = max(1, -(-self.size // part_size))
+        return [(n + 1, n * part_size, min(part_size, self.size - n * part_size))
+                for n in range(count)]
+
+
+class _Failed(Exception):
+    """An output that could not be staged: the one-line reason."""
+
+
+def _open_file(output: Output) -> tuple[int, int]:
+    """The output's file, opened without following a symlink; (fd, size)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        output.key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Failed("file name is not valid UTF-8") from None
+    try:
+        fd = os.open(output.path, flags)
+    except FileNotFoundError:
+        raise _Failed(f"{output.rel} disappeared before upload") from None
+    except OSError as exc:
+        raise _Failed(f"cannot open {output.rel}: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _Failed(f"{output.rel} is no longer a regular file")
+    return fd, info.st_size
+
+
+class _Phases:
+    """Runs each phase's requests in one pool, under the deadline."""
+
+    def __init__(self, pool: ThreadPoolExecutor, deadline: Deadline, clock: Clock) -> None:
+        self.pool = pool
+        self.deadline = deadline
+        self.clock = clock
+        self.stop = threading.Event()
+
+    def run(self, tasks: Sequence[Callable[[], None]], what: str) -> list[BaseException]:
+        """Run ``tasks``; the errors. ``ScriptTimeout`` when the deadline passes first
+        (the running requests are waited for, the queued ones never start)."""
+        def guarded(task: Callable[[], None]) -> None:
+            if not self.stop.is_set():
+                task()
+
+        futures: list[Future[None]] = [self.pool.submit(guarded, t) for t in tasks]
+        pending = set(futures)
+        while pending:
+            remaining = self.deadline.remaining(self.clock)
+            if remaining is not None and remaining <= 0:
+                self.stop.set()
+                for future in pending:
+                    future.cancel()
+                wait(pending)
+                raise ScriptTimeout(f"stage-out exceeded the time budget ({what}); "
+                                    "no output was made visible")
+            _, pending = wait(pending, timeout=remaining, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() is not None for f in futures):
+                self.stop.set()
+                wait(pending)
+                break
+        return [e for e in (f.exception() for f in futures if not f.cancelled()) if e]
+
+
+def commit_outputs(outputs: Sequence[Output], clients: Mapping[str, Any], *,
+                   reason: Reasons, deadline: Optional[Deadline] = None,
+                   clock: Clock = time.monotonic, part_size: int = PART_SIZE,
+                   max_workers: int = 8) -> list[Committed]:
+    """Upload ``outputs`` and make them visible together; see the module docstring.
+
+    ``clients`` maps each output's provider to its S3 client; ``reason`` turns a
+    botocore error into one line. Raises ``StageOutError`` (nothing visible, or what was
+    committed removed, said in one line) and ``ScriptTimeout`` (nothing visible).
+    """
+    if not outputs:
+        return []
+    part_size = max(part_size, MIN_PART_SIZE)
+    deadline = deadline or Deadline.none()
+    opened = [_Open(output=o, client=clients[o.provider]) for o in outputs]
+    failures: dict[int, str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(outputs) * 2)),
+                            thread_name_prefix="stage-out") as pool:
+        phases = _Phases(pool, deadline, clock)
+        try:
+            _stage(opened, phases, part_size, failures, reason)
+        except BaseException:
+            _abort(opened, phases)
+            raise
+        finally:
+            for item in opened:
+                if item.fd >= 0:
+                    os.close(item.fd)
+        if failures:
+            _abort(opened, phases)
+            raise StageOutError(_report(f"{len(failures)} of {len(outputs)} outputs failed to "
+                                        "upload", opened, failures)
+                                + "; none was made visible")
+        return _complete(opened, phases, reason)
+
+
+def _stage(opened: Sequence[_Open], phases: _Phases, part_size: int,
+           failures: dict[int, str], reason: Reasons) -> None:
+    """Phases 1 and 2: open every upload, upload every part."""
+    def create(index: int, item: _Open) -> Callable[[], None]:
+        def task() -> None:
+            try:
+                item.fd, item.size = _open_file(item.output)
+                answer = item.client.create_multipart_upload(
+                    Bucket=item.output.bucket, Key=item.output.key,
+                    ContentType=item.output.content_type)
+                item.upload_id = str(answer["UploadId"])
+            except _Failed as exc:
+                failures[index] = str(exc)
+                raise
+            except Exception as exc:
+                failures[index] = reason(exc)
+                raise
+        return task
+
+    def part(index: int, item: _Open, number: int, offset: int,
+             length: int) -> Callable[[], None]:
+        def task() -> None:
+            try:
+                body = os.pread(item.fd, length, offset) if length else b""
+                if len(body) != length:
+                    raise _Failed(f"{item.output.rel} changed while it was uploaded")
+                answer = item.client.upload_part(
+                    Bucket=item.output.bucket, Key=item.output.key, UploadId=item.upload_id,
+                    PartNumber=number, Body=body)
+                item.etags[number] = str(answer["ETag"])
+            except _Failed as exc:
+                failures[index] = str(exc)
+                raise
+            except Exception as exc:
+                failures[index] = reason(exc)
+                raise
+        return task
+
+    if phases.run([create(i, item) for i, item in enumerate(opened)], "opening the uploads"):
+        return
+    tasks = [part(i, item, n, off, length) for i, item in enumerate(opened)
+             for n, off, length in item.parts(part_size)]
+    phases.run(tasks, "uploading the outputs")
+
+
+def _abort(opened: Sequence[_Open], phases: _Phases) -> None:
+    """Abort every open upload (best effort: S3 also expires them by lifecycle rule)."""
+    def abort(item: _Open) -> None:
+        try:
+            item.client.abort_multipart_upload(Bucket=item.output.bucket, Key=item.output.key,
+                                               UploadId=item.upload_id)
+        except Exception:  # nothing more to do: the upload was never visible
+            pass
+
+    for future in [phases.pool.submit(abort, item) for item in opened if item.upload_id]:
+        future.result()
+
+
+def _complete(opened: Sequence[_Open], phases: _Phases, reason: Reasons) -> list[Committed]:
+    """Phase 3: complete every upload; on a failure, remove what was completed."""
+    done: list[_Open] = []
+    failures: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def complete(index: int, item: _Open) -> None:
+        parts = [{"PartNumber": n, "ETag": e} for n, e in sorted(item.etags.items())]
+        try:
+            item.client.complete_multipart_upload(
+                Bucket=item.output.bucket, Key=item.output.key, UploadId=item.upload_id,
+                MultipartUpload={"Parts": parts})
+        except Exception as exc:
+            failures[index] = reason(exc)
+            return
+        with lock:
+            done.append(item)
+
+    futures = [phases.pool.submit(complete, i, item) for i, item in enumerate(opened)]
+    wait(futures)
+    if not failures:
+        return sorted((Committed(i.output.bucket, i.output.key, i.size) for i in opened),
+                      key=lambda c: (c.bucket, c.key))
+    removed = 0
+    for item in done:
+        try:
+            item.client.delete_object(Bucket=item.output.bucket, Key=item.output.key)
+            removed += 1
+        except Exception:
+            pass
+    _abort([item for i, item in enumerate(opened) if i in failures], phases)
+    raise StageOutError(_report(f"the commit of {len(opened)} outputs failed for "
+                                f"{len(failures)}", opened, failures)
+                        + f"; the {removed} already committed were removed"
+                        + ("" if removed == len(done) else
+                           f" ({len(done) - removed} could not be and stay visible)"))
+
+
+def _report(head: str, opened: Sequence[_Open], failures: Mapping[int, str]) -> str:
+    shown = sorted((f"s3://{opened[i].output.bucket}/{opened[i].output.key}", why)
+                   for i, why in failures.items())
+    text = "; ".join(f"{uri}: {why}" for uri, why in shown[:_SHOWN])
+    more = len(shown) - _SHOWN
+    return f"{head}: {text}" + (f"; and {more} more" if more > 0 else "")
