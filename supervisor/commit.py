@@ -5,6 +5,8 @@ parts uploaded, the upload not completed) until the whole set is up; then each u
 completed. An open upload is no object: nothing is listed, nothing starts a downstream
 function, no data is copied. Three phases, each a pool of requests:
 
+(A record's only output, when it is small, is one ``PutObject``: all or nothing as it is.)
+
 1. ``CreateMultipartUpload`` per output;
 2. ``UploadPart`` per part (one part for a small file; ``part_size`` parts for a large one);
 3. ``CompleteMultipartUpload`` per output, only when 1 and 2 succeeded for all.
@@ -15,6 +17,7 @@ remains: a crash in the middle of phase 3 can leave part of the set visible.
 """
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import threading
@@ -149,6 +152,11 @@ def commit_outputs(outputs: Sequence[Output], clients: Mapping[str, Any], *,
         return []
     part_size = max(part_size, MIN_PART_SIZE)
     deadline = deadline or Deadline.none()
+    if len(outputs) == 1:
+        single = _put_alone(outputs[0], clients[outputs[0].provider], part_size, reason,
+                            deadline, clock)
+        if single is not None:
+            return [single]
     opened = [_Open(output=o, client=clients[o.provider]) for o in outputs]
     failures: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(outputs) * 2)),
@@ -171,17 +179,38 @@ def commit_outputs(outputs: Sequence[Output], clients: Mapping[str, Any], *,
         return _complete(opened, phases, reason)
 
 
+def _put_alone(output: Output, client: Any, part_size: int, reason: Reasons,
+               deadline: Deadline, clock: Clock) -> Optional[Committed]:
+    """A record's only output, when small, in one ``PutObject``: already all or nothing.
+    None when it is large (it then goes through the multipart commit)."""
+    if deadline.expired(clock):
+        raise ScriptTimeout("stage-out exceeded the time budget (before the upload); "
+                            "no output was made visible")
+    try:
+        fd, size = _open_file(output)
+    except _Failed as exc:
+        raise StageOutError(f"1 of 1 outputs failed to upload: s3://{output.bucket}/"
+                            f"{output.key}: {exc}; none was made visible") from None
+    with os.fdopen(fd, "rb") as source:
+        if size >= part_size:
+            return None
+        try:
+            client.put_object(Bucket=output.bucket, Key=output.key, Body=source,
+                              ContentLength=size, ContentType=output.content_type)
+        except Exception as exc:
+            raise StageOutError(f"1 of 1 outputs failed to upload: s3://{output.bucket}/"
+                                f"{output.key}: {reason(exc)}; none was made visible") from None
+    return Committed(output.bucket, output.key, size)
+
+
 def _stage(opened: Sequence[_Open], phases: _Phases, part_size: int,
            failures: dict[int, str], reason: Reasons) -> None:
-    """Phases 1 and 2: open every upload, upload every part."""
-    def create(index: int, item: _Open) -> Callable[[], None]:
+    """Phases 1 and 2: open every upload and upload its parts (a one-part file's part in
+    the same task as its opening: one round less)."""
+    def guarded(index: int, step: Callable[[], None]) -> Callable[[], None]:
         def task() -> None:
             try:
-                item.fd, item.size = _open_file(item.output)
-                answer = item.client.create_multipart_upload(
-                    Bucket=item.output.bucket, Key=item.output.key,
-                    ContentType=item.output.content_type)
-                item.upload_id = str(answer["UploadId"])
+                step()
             except _Failed as exc:
                 failures[index] = str(exc)
                 raise
@@ -190,29 +219,31 @@ def _stage(opened: Sequence[_Open], phases: _Phases, part_size: int,
                 raise
         return task
 
-    def part(index: int, item: _Open, number: int, offset: int,
-             length: int) -> Callable[[], None]:
-        def task() -> None:
-            try:
-                body = os.pread(item.fd, length, offset) if length else b""
-                if len(body) != length:
-                    raise _Failed(f"{item.output.rel} changed while it was uploaded")
-                answer = item.client.upload_part(
-                    Bucket=item.output.bucket, Key=item.output.key, UploadId=item.upload_id,
-                    PartNumber=number, Body=body)
-                item.etags[number] = str(answer["ETag"])
-            except _Failed as exc:
-                failures[index] = str(exc)
-                raise
-            except Exception as exc:
-                failures[index] = reason(exc)
-                raise
-        return task
+    def upload(item: _Open, number: int, offset: int, length: int) -> None:
+        body = os.pread(item.fd, length, offset) if length else b""
+        if len(body) != length:
+            raise _Failed(f"{item.output.rel} changed while it was uploaded")
+        answer = item.client.upload_part(
+            Bucket=item.output.bucket, Key=item.output.key, UploadId=item.upload_id,
+            PartNumber=number, Body=body)
+        item.etags[number] = str(answer["ETag"])
 
-    if phases.run([create(i, item) for i, item in enumerate(opened)], "opening the uploads"):
+    def create(item: _Open) -> None:
+        item.fd, item.size = _open_file(item.output)
+        answer = item.client.create_multipart_upload(
+            Bucket=item.output.bucket, Key=item.output.key,
+            ContentType=item.output.content_type)
+        item.upload_id = str(answer["UploadId"])
+        parts = item.parts(part_size)
+        if len(parts) == 1:
+            upload(item, *parts[0])
+
+    if phases.run([guarded(i, functools.partial(create, item))
+                   for i, item in enumerate(opened)], "uploading the outputs"):
         return
-    tasks = [part(i, item, n, off, length) for i, item in enumerate(opened)
-             for n, off, length in item.parts(part_size)]
+    tasks = [guarded(i, functools.partial(upload, item, *part))
+             for i, item in enumerate(opened) if item.size > part_size
+             for part in item.parts(part_size)]
     phases.run(tasks, "uploading the outputs")
 
 
