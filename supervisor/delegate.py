@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
@@ -9,7 +10,15 @@ from .aws import ClientFactory
 from .config import FunctionConfig, to_mapping
 from .errors import DelegationError, HandoffInProgress
 from .events import InputObject
-from .handoff import Handoff, build_submit_request, now_iso, staging_key, submit_job, write_handoff
+from .handoff import (
+    Handoff,
+    build_submit_request,
+    delete_handoff,
+    now_iso,
+    staging_key,
+    submit_job,
+    write_handoff,
+)
 from .watchdog import Deadline
 
 __all__ = ["Delegated", "Delegator", "HandoffInProgress"]
@@ -81,9 +90,19 @@ class Delegator:
         key = staging_key(config.handoff_prefix, handoff, obj.identity)
         uri = f"s3://{bucket}/{key}"
         request = build_submit_request(config, handoff_uri=uri, request_id=self._request_id,
-                                       bucket=obj.bucket, key=obj.key)
+                                       bucket=obj.bucket, key=obj.key,
+                                       token=uuid.uuid4().hex[:12])
         write_handoff(self._clients.s3(), handoff, bucket, key)
-        job_id = submit_job(self._clients.client("batch"), request, deadline=self._deadline)
+        try:
+            job_id = submit_job(self._clients.client("batch"), request, deadline=self._deadline)
+        except DelegationError:
+            # A hand-off that failed for good leaves no document behind (it holds the
+            # configuration): best effort, the error that matters is the submit's.
+            try:
+                delete_handoff(self._clients.s3(), uri)
+            except DelegationError:
+                log.warning("could not remove the hand-off document", extra={"handoff": uri})
+            raise
         log.info("handed off to AWS Batch", extra={
             "job_id": job_id, "job_queue": request["jobQueue"], "handoff": uri,
             "reason": reason,

@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 from .config import FunctionConfig
 from .errors import DelegationError
@@ -147,7 +147,8 @@ def read_handoff(s3: Any, uri: str) -> Handoff:
 
 
 def delete_handoff(s3: Any, uri: str) -> None:
-    """Remove a document once its job has succeeded: it holds the configuration's secrets."""
+    """Remove a hand-off document (its job succeeded, or it was never submitted): it holds
+    the configuration, secrets included."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = parse_s3_uri(uri)
@@ -176,18 +177,27 @@ def _tag(value: str) -> str:
     return _TAG_BAD.sub("_", value)[:MAX_TAG_VALUE]
 
 
+def unique_job_name(function_name: str, key: str, token: str) -> str:
+    """:func:`job_name` ending in ``-<token>``: one name per hand-off, so a SubmitJob whose
+    answer was lost can be looked up by name instead of sent again."""
+    tail = f"-{token}"
+    return job_name(function_name, key)[:MAX_JOB_NAME - len(tail)].rstrip("_-") + tail
+
+
 def build_submit_request(config: FunctionConfig, *, handoff_uri: str, request_id: str,
-                         bucket: str, key: str) -> dict[str, Any]:
-    """The SubmitJob request for one delegated record (pure; limits checked)."""
+                         bucket: str, key: str, token: str) -> dict[str, Any]:
+    """The SubmitJob request for one delegated record (pure; limits checked); ``token``
+    (``[a-z0-9]``) makes the job's name and its ``supervisor:handoff`` tag unique."""
     environment = [{"name": HANDOFF_ENV, "value": handoff_uri},
                    {"name": REQUEST_ID_ENV, "value": request_id}]
     request: dict[str, Any] = {
-        "jobName": job_name(config.name, key),
+        "jobName": unique_job_name(config.name, key, token),
         "jobQueue": config.job_queue_name,
         "jobDefinition": config.job_definition_name,
         "tags": {"supervisor:function": _tag(config.name),
                  "supervisor:request-id": _tag(request_id),
-                 "supervisor:object": _tag(f"{bucket}/{key}")},
+                 "supervisor:object": _tag(f"{bucket}/{key}"),
+                 "supervisor:handoff": token},
         "propagateTags": True,
     }
     overrides = {"environment": environment}
@@ -221,21 +231,42 @@ def check_limits(request: Mapping[str, Any]) -> None:
                               "[A-Za-z0-9_-]")
 
 
+_THROTTLED = {"ThrottlingException", "TooManyRequestsException", "Throttling",
+              "RequestLimitExceeded"}
+"""Errors that say the request was refused before it took effect: safe to send again."""
+
+
+def find_job(batch: Any, queue: str, name: str) -> Optional[str]:
+    """The id of the job named ``name`` in ``queue``, if one was submitted (any state)."""
+    answer = batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}])
+    for job in answer.get("jobSummaryList") or ():
+        if job.get("jobName") == name and job.get("jobId"):
+            return str(job["jobId"])
+    return None
+
+
 def submit_job(batch: Any, request: Mapping[str, Any], *, deadline: Deadline,
                clock: Callable[[], float] = time.monotonic,
                sleep: Callable[[float], None] = time.sleep, max_attempts: int = 8) -> str:
-    """Call SubmitJob, retrying throttling and 5xx with backoff while time remains.
+    """Submit the job exactly once: retry throttling and 5xx with backoff while time remains.
 
-    At most ``max_attempts`` calls; a retry is made only when the deadline
-    leaves room for its pause. Returns the job id.
+    SubmitJob has no client token, so after an error whose outcome is unknown (a lost
+    answer, a connection cut, a 5xx) the job is looked up by its unique name first and
+    only sent again when it is not there. At most ``max_attempts`` calls; a retry is made
+    only when the deadline leaves room for its pause. Returns the job id.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
     delay = 0.1
     attempt = 0
+    unknown = False  # a previous call may have taken effect
     while True:
         attempt += 1
         try:
+            if unknown:
+                found = find_job(batch, str(request["jobQueue"]), str(request["jobName"]))
+                if found is not None:
+                    return found
             answer = batch.submit_job(**request)
             return str(answer["jobId"])
         except ClientError as exc:
@@ -244,8 +275,10 @@ def submit_job(batch: Any, request: Mapping[str, Any], *, deadline: Deadline,
             if code not in _RETRYABLE and status < 500:
                 raise DelegationError(f"SubmitJob to queue {request.get('jobQueue')!r} "
                                       f"failed: {code}: {exc}") from exc
+            unknown = unknown or code not in _THROTTLED
             error: Exception = exc
         except BotoCoreError as exc:
+            unknown = True
             error = exc
         pause = delay * (1 + random.random())
         remaining = deadline.remaining(clock)

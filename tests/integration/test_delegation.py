@@ -389,3 +389,62 @@ def test_lambda_mode_answers_before_the_deadline_when_stage_out_does_not_fit(
     (record,) = body["records"]
     assert record["status"] == "failed" and "time budget" in record["error"]
     assert fn.outputs() == [] and fn.left_ms > 0
+
+
+class BatchFault(ClientFactory):
+    """Real clients; SubmitJob's first call either loses its answer after the job was made
+    ("lost") or is refused for good ("refused")."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.submits = 0
+
+    def with_providers(self, providers: Any) -> "BatchFault":
+        return self
+
+    def client(self, service: str) -> Any:
+        real = super().client(service)
+        if service != "batch":
+            return real
+        fault = self
+
+        class Faulty:
+            def __getattr__(self, name: str) -> Any:
+                method = getattr(real, name)
+                if name != "submit_job":
+                    return method
+
+                def submit(**request: Any) -> Any:
+                    from botocore.exceptions import ClientError, ReadTimeoutError
+
+                    fault.submits += 1
+                    if fault.kind == "refused":
+                        raise ClientError({"Error": {"Code": "ClientException",
+                                                     "Message": "queue is disabled"}},
+                                          "SubmitJob")
+                    answer = method(**request)  # the job exists now...
+                    if fault.submits == 1:
+                        raise ReadTimeoutError(endpoint_url="http://batch")  # ...unheard
+                    return answer
+                return submit
+        return Faulty()
+
+
+def test_a_lost_submit_answer_makes_exactly_one_job(fn: Function) -> None:
+    config = fn.config(mode="batch", script=QUICK_SCRIPT)
+    faults = BatchFault("lost")
+    response, body = fn.invoke(event_of(fn.put()), config, clients=faults)
+    (record,) = body["records"]
+    assert record["status"] == "delegated", record
+    (job,) = fn.jobs()  # one job, not two
+    assert job["jobId"] == record["job_id"] and faults.submits == 1
+
+
+def test_a_hand_off_that_fails_for_good_removes_its_document(fn: Function) -> None:
+    config = fn.config(mode="batch", script=QUICK_SCRIPT)
+    response, body = fn.invoke(event_of(fn.put()), config, clients=BatchFault("refused"))
+    (record,) = body["records"]
+    assert record["status"] == "failed" and "ClientException" in record["error"]
+    assert fn.outputs("supervisor-handoff/") == []  # the configuration is not left behind
+    assert fn.jobs() == []

@@ -113,13 +113,15 @@ def test_job_name_is_at_most_128_characters_and_starts_alphanumeric() -> None:
 
 def test_submit_request_carries_only_the_pointer_and_the_request_id() -> None:
     request = build_submit_request(config(), handoff_uri="s3://in/h.json", request_id="req-1",
-                                   bucket="in", key="input/a.txt")
+                                   bucket="in", key="input/a.txt", token="t0k3n")
     assert request["jobQueue"] == "plants" and request["jobDefinition"] == "plants"
     assert request["containerOverrides"] == {"environment": [
         {"name": HANDOFF_ENV, "value": "s3://in/h.json"},
         {"name": REQUEST_ID_ENV, "value": "req-1"}]}
     assert request["tags"] == {"supervisor:function": "plants", "supervisor:request-id": "req-1",
-                               "supervisor:object": "in/input/a.txt"}
+                               "supervisor:object": "in/input/a.txt",
+                               "supervisor:handoff": "t0k3n"}
+    assert request["jobName"] == "plants-a_txt-t0k3n"  # unique per hand-off
     assert "retryStrategy" not in request and "timeout" not in request
     assert "nodeOverrides" not in request
 
@@ -127,7 +129,8 @@ def test_submit_request_carries_only_the_pointer_and_the_request_id() -> None:
 def test_submit_request_uses_configured_queue_definition_retries_and_timeout() -> None:
     request = build_submit_request(
         config(job_queue="q1", job_definition="d1", retry_attempts=3, timeout=600),
-        handoff_uri="s3://in/h.json", request_id="r", bucket="in", key="k")
+        handoff_uri="s3://in/h.json", request_id="r", bucket="in", key="k",
+        token="t0k3n")
     assert (request["jobQueue"], request["jobDefinition"]) == ("q1", "d1")
     assert request["retryStrategy"] == {"attempts": 3}
     assert request["timeout"] == {"attemptDurationSeconds": 600}
@@ -136,7 +139,8 @@ def test_submit_request_uses_configured_queue_definition_retries_and_timeout() -
 def test_multi_node_request_overrides_every_node() -> None:
     request = build_submit_request(
         config(multi_node_parallel={"enabled": True, "number_nodes": 3, "main_node_index": 0}),
-        handoff_uri="s3://in/h.json", request_id="r", bucket="in", key="k")
+        handoff_uri="s3://in/h.json", request_id="r", bucket="in", key="k",
+        token="t0k3n")
     assert "containerOverrides" not in request
     (node,) = request["nodeOverrides"]["nodePropertyOverrides"]
     assert node["targetNodes"] == "0:"
@@ -145,7 +149,7 @@ def test_multi_node_request_overrides_every_node() -> None:
 
 def test_tag_values_are_sanitised_and_capped() -> None:
     request = build_submit_request(config(), handoff_uri="s3://in/h", request_id="r",
-                                   bucket="in", key="x" * 300 + "#?")
+                                   bucket="in", key="x" * 300 + "#?", token="t0k3n")
     value = request["tags"]["supervisor:object"]
     assert len(value) == 256 and "#" not in value
 
@@ -163,18 +167,31 @@ def test_limits_are_checked_before_calling_aws() -> None:
 
 
 class FakeBatch:
-    """Answers SubmitJob from a script of outcomes: an exception or a job id."""
+    """Answers SubmitJob from a script of outcomes: an exception, a job id, or ("lost", id):
+    the job is made but the answer never arrives. ListJobs finds what was made."""
 
     def __init__(self, *outcomes: Any) -> None:
         self.outcomes = list(outcomes)
         self.calls = 0
+        self.jobs: dict[str, str] = {}  # name -> id
 
     def submit_job(self, **request: Any) -> dict[str, str]:
         self.calls += 1
         outcome = self.outcomes.pop(0)
+        if isinstance(outcome, tuple):
+            self.jobs[request.get("jobName", "")] = outcome[1]
+            from botocore.exceptions import ReadTimeoutError
+
+            raise ReadTimeoutError(endpoint_url="http://batch")
         if isinstance(outcome, Exception):
             raise outcome
+        self.jobs[request.get("jobName", "")] = outcome
         return {"jobId": outcome}
+
+    def list_jobs(self, *, jobQueue: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
+        (name,) = filters[0]["values"]
+        found = [{"jobName": name, "jobId": self.jobs[name]}] if name in self.jobs else []
+        return {"jobSummaryList": found}
 
 
 def error(code: str, status: int) -> ClientError:
@@ -186,9 +203,24 @@ def test_submit_retries_throttling_and_5xx_then_succeeds() -> None:
     batch = FakeBatch(error("TooManyRequestsException", 429), error("ServerException", 500),
                       "job-1")
     pauses: list[float] = []
-    job = submit_job(batch, {"jobQueue": "q"}, deadline=Deadline.none(), sleep=pauses.append)
+    job = submit_job(batch, {"jobQueue": "q", "jobName": "n"}, deadline=Deadline.none(),
+                     sleep=pauses.append)
     assert job == "job-1" and batch.calls == 3
     assert len(pauses) == 2 and 0 < pauses[0] < pauses[1] * 2
+
+
+def test_a_lost_answer_is_looked_up_not_sent_again() -> None:
+    batch = FakeBatch(("lost", "job-7"), "job-8")
+    job = submit_job(batch, {"jobQueue": "q", "jobName": "fn-a-t0k3n"},
+                     deadline=Deadline.none(), sleep=lambda _: None)
+    assert job == "job-7" and batch.calls == 1  # found by its unique name: no second job
+
+
+def test_a_5xx_is_looked_up_then_sent_again_when_it_did_not_take_effect() -> None:
+    batch = FakeBatch(error("ServerException", 500), "job-9")
+    job = submit_job(batch, {"jobQueue": "q", "jobName": "fn-a-t0k3n"},
+                     deadline=Deadline.none(), sleep=lambda _: None)
+    assert job == "job-9" and batch.calls == 2
 
 
 def test_submit_does_not_retry_a_client_error() -> None:
