@@ -288,6 +288,38 @@ def _open_temp(directory: Path, name: str) -> tuple[Path, int]:
     raise FileExistsError(f"no free temporary name in {directory}")
 
 
+_GET_ATTEMPTS = 3
+
+
+def _get_whole(s3: Any, bucket: str, key: str, extra_args: dict[str, Any], sink: Any,
+               uri: str) -> Optional[int]:
+    """One GET of a small object into ``sink``, again (from the start, pinned to the first
+    answer's ETag) when the body comes short or the connection breaks mid-body, as
+    s3transfer does for its ranged GETs. Returns the object's ContentLength."""
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    pinned = dict(extra_args)
+    for attempt in range(1, _GET_ATTEMPTS + 1):
+        sink.seek(0)
+        sink.truncate()
+        answer = s3.get_object(Bucket=bucket, Key=key, **pinned)
+        expected = answer.get("ContentLength")
+        if answer.get("ETag") and "VersionId" not in pinned:
+            pinned["IfMatch"] = answer["ETag"]  # a retry gets these bytes, or fails
+        try:
+            with answer["Body"] as body:
+                shutil.copyfileobj(body, sink, _COPY_CHUNK)
+        except (BotoCoreError, Urllib3Error, ConnectionError) as exc:
+            if attempt == _GET_ATTEMPTS:
+                raise StageInError(f"cannot download {uri}: the body broke off "
+                                   f"{attempt} times ({type(exc).__name__})") from exc
+            continue
+        sink.flush()
+        if expected is None or sink.tell() == expected or attempt == _GET_ATTEMPTS:
+            return int(expected) if expected is not None else None
+    return None  # pragma: no cover - the loop returns or raises
+
+
 def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
              version_id: Optional[str] = None,
              transfer_config: Optional[Any] = None, size: Optional[int] = None,
@@ -318,10 +350,7 @@ def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
         temp, fd = _open_temp(directory, final.name)
         with os.fdopen(fd, "wb") as sink:
             if size is not None and size < small_object_threshold:
-                answer = s3.get_object(Bucket=bucket, Key=key, **extra_args)
-                expected = answer.get("ContentLength")
-                with answer["Body"] as body:
-                    shutil.copyfileobj(body, sink, _COPY_CHUNK)
+                expected = _get_whole(s3, bucket, key, extra_args, sink, uri)
             else:
                 with TransferManager(s3, transfer_config or _download_config()) as manager:
                     future = manager.download(bucket, key, sink, extra_args=extra_args)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Optional
 
 import pytest
 
-from supervisor.errors import StageOutError
+from supervisor.errors import StageInError, StageOutError
 from supervisor.storage import (
     FALLBACK_NAME,
     Uploaded,
@@ -14,6 +15,7 @@ from supervisor.storage import (
     output_key,
     safe_name,
     select_outputs,
+    stage_in,
 )
 
 # --- safe_name ---------------------------------------------------------------
@@ -203,3 +205,63 @@ def test_an_output_dir_replaced_by_a_symlink_is_refused(tmp_path: Path) -> None:
     output.symlink_to(secret)  # the script did: rm -rf "$TMP_OUTPUT_DIR"; ln -s /var/task ...
     with pytest.raises(StageOutError, match="through a symlink; nothing is uploaded"):
         select_outputs(output)
+
+
+class CutBody:
+    """A streamed body that stops after ``cut`` bytes (a connection cut in the middle)."""
+
+    def __init__(self, data: bytes, cut: Optional[int], error: bool) -> None:
+        self.data, self.cut, self.error, self.pos = data, cut, error, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if self.cut is None else self.cut
+        if self.pos >= end:
+            if self.error and self.cut is not None:
+                from urllib3.exceptions import ProtocolError
+
+                raise ProtocolError("Connection broken: IncompleteRead")
+            return b""
+        chunk = self.data[self.pos:end if n < 0 else min(end, self.pos + n)]
+        self.pos += len(chunk)
+        return chunk
+
+    def __enter__(self) -> "CutBody":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class CuttingS3:
+    """get_object answers cut short ``cuts`` times, then whole; records each call."""
+
+    def __init__(self, data: bytes, cuts: int, *, error: bool) -> None:
+        self.data, self.cuts, self.error = data, cuts, error
+        self.calls: list[dict[str, Any]] = []
+
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        cut = len(self.data) // 2 if len(self.calls) <= self.cuts else None
+        return {"ContentLength": len(self.data), "ETag": '"abc"',
+                "Body": CutBody(self.data, cut, self.error)}
+
+
+@pytest.mark.parametrize("error", [True, False])  # a broken connection, or a short body
+def test_a_cut_small_download_is_retried_pinned_to_its_etag(tmp_path: Path, error: bool) -> None:
+    data = b"0123456789" * 100
+    s3 = CuttingS3(data, cuts=1, error=error)
+    path = stage_in(s3, bucket="b", key="in/a.txt", input_dir=tmp_path, size=len(data))
+    assert path.read_bytes() == data and len(s3.calls) == 2
+    assert s3.calls[1]["IfMatch"] == '"abc"'  # the same object, or a clear failure
+
+
+def test_a_download_cut_every_time_fails_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    data = b"x" * 1000
+    s3 = CuttingS3(data, cuts=10, error=True)
+    with pytest.raises(StageInError, match="broke off 3 times") as info:
+        stage_in(s3, bucket="b", key="in/a.txt", input_dir=tmp_path, size=len(data))
+    assert "\n" not in str(info.value) and list(tmp_path.iterdir()) == []
+    short = CuttingS3(data, cuts=10, error=False)
+    with pytest.raises(StageInError, match="got 500 bytes, the object has 1000"):
+        stage_in(short, bucket="b", key="in/a.txt", input_dir=tmp_path, size=len(data))
+    assert len(short.calls) == 3 and list(tmp_path.iterdir()) == []
