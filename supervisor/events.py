@@ -163,6 +163,8 @@ def _loads(text: Union[str, bytes, bytearray], what: str) -> Any:
     """``json.loads`` with its errors translated to a one-line ``EventError``."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise EventError(f"{what} is nested too deeply to be an event") from None
     except UnicodeDecodeError as exc:
         raise EventError(
             f"{what} is not UTF-8 JSON text ({exc.reason}); expected an S3 event as JSON"

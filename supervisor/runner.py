@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, Sequence
 
 from .errors import ScriptError
-from .watchdog import Clock, Deadline, become_subreaper, children, kill_group, kill_strays
+from .watchdog import (
+    Clock,
+    Deadline,
+    become_subreaper,
+    children,
+    hide_environment,
+    kill_group,
+    kill_strays,
+)
 from .workdir import WorkDirs
 
 __all__ = [
@@ -447,6 +455,7 @@ def run(
     except OSError as exc:
         raise ScriptError(f"cannot open the script log {log_path}: {exc}") from exc
     adopting = become_subreaper()
+    hide_environment()  # the script cannot read the supervisor's /proc/<pid>/environ
     before = children() if adopting else set()  # ours already, not the script's
     started = clock()
     try:

@@ -151,11 +151,29 @@ def become_subreaper() -> bool:
     its parent is then handed to the supervisor instead of to init, where
     :func:`kill_strays` finds it. Returns whether it took effect.
     """
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def hide_environment() -> bool:
+    """Make this process unreadable to processes of the same user (``PR_SET_DUMPABLE`` 0).
+
+    A script runs as the supervisor's user: without this it could read the supervisor's
+    ``/proc/<pid>/environ`` (AWS credentials, ``FUNCTION_CONFIG``) and memory. The
+    setting is not inherited across ``execve``, so the script and PRoot are unaffected;
+    root (``CAP_SYS_PTRACE``) can still read. Returns whether it took effect.
+    """
+    return _prctl(_PR_SET_DUMPABLE, 0)
+
+
+def _prctl(option: int, value: int) -> bool:
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        return bool(libc.prctl(option, value, 0, 0, 0) == 0)
     except (OSError, AttributeError):  # not Linux, or no prctl
         return False
 

@@ -95,7 +95,7 @@ def _parse(data: Mapping[str, Any], *, base_dir: Optional[Path], path: str,
     memory = top.integer("memory", 512, 128, 10240, "MB")
     timeout = top.integer("timeout", 300, 1, 900, "seconds")
     init_script = _parse_init_script(top, base_dir, check_files)
-    container = _parse_container(top, timeout, base_dir, check_files)
+    container = _parse_container(top, timeout, base_dir, check_files, mode)
 
     providers: dict[str, S3Provider] = {}
     if shared_providers is not None:
@@ -207,8 +207,13 @@ def _local_file(section: _Section, key: str, base_dir: Optional[Path], check_fil
     return str(path)
 
 
+MIN_HANDOFF_THRESHOLD = 1
+"""``lambda-batch``: the seconds below which a hand-off cannot be done before Lambda's kill
+(the script's kill, the hand-off document and SubmitJob all fit in the threshold)."""
+
+
 def _parse_container(top: _Section, timeout: int, base_dir: Optional[Path],
-                     check_files: bool) -> ContainerConfig:
+                     check_files: bool, mode: str) -> ContainerConfig:
     section = top.section("container")
     image = section.text("image", "", "must be a container image name")
     if image.strip():
@@ -230,6 +235,11 @@ def _parse_container(top: _Section, timeout: int, base_dir: Optional[Path],
     if threshold >= timeout:
         section.problem("timeout_threshold", f"{threshold} is not less than timeout {timeout}",
                         "must be >= 0 and less than the function timeout")
+    elif mode == "lambda-batch" and threshold < MIN_HANDOFF_THRESHOLD:
+        section.problem("timeout_threshold", f"{threshold} leaves no time to hand off",
+                        f"must be at least {MIN_HANDOFF_THRESHOLD} s in lambda-batch: the "
+                        "script's kill and the hand-off happen in those seconds before "
+                        "Lambda's deadline")
     return ContainerConfig(
         image=image,
         image_file=image_file,

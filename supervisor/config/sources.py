@@ -41,15 +41,46 @@ if TYPE_CHECKING:
     from .scarcfg import Defaults
 
 
+MAX_DEPTH = 64
+"""How deeply a configuration may nest (a real one nests 5 levels)."""
+MAX_NODES = 100_000
+"""How many values a configuration may hold once YAML's aliases are expanded."""
+
+
+def check_bounded(document: Any, source: str) -> None:
+    """Refuse a document nested deeper than :data:`MAX_DEPTH` or larger than
+    :data:`MAX_NODES` values with its aliases expanded (a YAML "billion laughs"), before
+    anything walks it. The walk stops at the bound: it costs at most that much. Pure."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise ConfigError([f"{source}: more than {MAX_NODES} values once its YAML "
+                               "aliases are expanded; a function configuration is far smaller"])
+        if depth > MAX_DEPTH:
+            raise ConfigError([f"{source}: nested more than {MAX_DEPTH} levels deep; a "
+                               "function configuration is far shallower"])
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def _load_document(text: str, source: str) -> Mapping[str, Any]:
-    """Parse YAML (or JSON) text that must hold a mapping."""
+    """Parse YAML (or JSON) text that must hold a mapping of bounded size and depth."""
     document: Any = None
     parsed = False
+    too_deep = ConfigError([f"{source}: nested more than {MAX_DEPTH} levels deep; a function "
+                            "configuration is far shallower"])
     if text.lstrip().startswith("{"):  # JSON is YAML, and much cheaper to read
         try:
             document, parsed = json.loads(text), True
         except ValueError:
             pass
+        except RecursionError:
+            raise too_deep from None
     if not parsed:
         import yaml
 
@@ -57,6 +88,9 @@ def _load_document(text: str, source: str) -> Mapping[str, Any]:
             document = yaml.load(text, Loader=yaml_loader())
         except yaml.YAMLError as exc:
             raise ConfigError([f"{source}: invalid YAML: {_yaml_problem(exc)}"]) from exc
+        except RecursionError:
+            raise too_deep from None
+    check_bounded(document, source)
     if not isinstance(document, Mapping):
         raise ConfigError([f"{source}: the document is {_kind(document)}, not a mapping; "
                            "must be a YAML mapping of settings"])

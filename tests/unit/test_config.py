@@ -997,3 +997,41 @@ storage_providers:
         from_fdl("functions: {aws: [{lambda: {name: f, output: [{storage_provider: minio.lab,"
                  " path: b}]}}]}\nstorage_providers: {minio: {lab: {access_key: a, "
                  "secret_key: b}}}\n")
+
+
+ALIAS_BOMB = """\
+name: fn
+container: {image: busybox}
+unknown:
+  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+  e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+  f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+  g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+  h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+  i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+@pytest.mark.parametrize("text, words", [
+    (ALIAS_BOMB, "once its YAML aliases are expanded"),
+    ("name: fn\nx: " + "[" * 200 + "]" * 200 + "\n", "nested more than 64 levels"),
+    ('{"name": "fn", "x": ' + "[" * 100000 + "]" * 100000 + "}", "nested more than 64 levels"),
+    ('{"name": "fn", "x": ' + "[" * 100 + "]" * 100 + "}", "nested more than 64 levels"),
+])
+def test_a_configuration_too_large_or_too_deep_is_refused_at_once(text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:  # (the alias bomb: at once, not after minutes)
+        load({"FUNCTION_CONFIG": text}, default_path=Path("/nonexistent"))
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_lambda_batch_needs_a_threshold_that_leaves_time_to_hand_off() -> None:
+    data = base()
+    data["execution_mode"] = "lambda-batch"
+    data["container"]["timeout_threshold"] = 0
+    assert any(p.startswith("container.timeout_threshold: 0 leaves no time to hand off")
+               for p in problems_of(data))
+    data["execution_mode"] = "lambda"
+    parse(data)  # nothing is handed off in lambda mode: 0 is fine there

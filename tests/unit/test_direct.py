@@ -62,7 +62,7 @@ def test_an_unsafe_file_name_in_the_request_is_not_used() -> None:
 def test_an_event_given_as_json_text_is_read_and_other_text_is_one_line() -> None:
     assert event_mapping('{"cmd_args": ["x"]}') == {"cmd_args": ["x"]}
     assert event_mapping(b"{}") == {}
-    for bad in ("[1, 2]", "not json", b"\xff"):
+    for bad in ("[1, 2]", "not json", b"\xff", "[" * 100000 + "]" * 100000):
         with pytest.raises(EventError) as info:
             event_mapping(bad)
         assert "\n" not in str(info.value)

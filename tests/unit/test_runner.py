@@ -438,3 +438,42 @@ def test_run_result_succeeded_needs_exit_zero_and_no_timeout(tmp_path: Path) -> 
 def test_build_env_passes_the_instance_ip(work: WorkDirs) -> None:
     assert make_env(work, instance_ip="10.1.2.3")["INSTANCE_IP"] == "10.1.2.3"
     assert make_env(work, variables={"INSTANCE_IP": "x"})["INSTANCE_IP"] == ""  # contract wins
+
+
+NOT_ROOT_PROGRAM = r"""
+import os, sys, tempfile
+from pathlib import Path
+from supervisor.runner import run
+from supervisor.watchdog import Deadline
+from supervisor.workdir import WorkDirs
+os.environ["SUPERVISOR_SECRET_PROBE"] = "s3cr3t-in-the-supervisor"
+work = WorkDirs.create(Path(tempfile.mkdtemp()))
+script = work.root / "s.sh"
+script.write_text('cat /proc/$PPID/environ > "$TMP_OUTPUT_DIR/seen" 2>&1; echo "rc=$?"\n')
+result = run(["/bin/sh", str(script)], env={"PATH": "/usr/bin:/bin",
+             "TMP_OUTPUT_DIR": str(work.output_dir)}, cwd=work.root,
+             deadline=Deadline.after(20), log_path=work.log_path)
+seen = (work.output_dir / "seen").read_text(errors="replace")
+print("LEAKED" if "s3cr3t-in-the-supervisor" in seen else "HIDDEN", result.output_tail.strip())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the check as another user")
+def test_a_script_cannot_read_the_supervisors_environment(tmp_path: Path) -> None:
+    """As a non-root user (root can read any process): /proc/$PPID/environ is closed."""
+    import subprocess
+
+    nobody = 65534
+    python = Path("/usr/bin/python3")  # the project's venv may live where nobody cannot go
+    if not python.exists():
+        pytest.skip("no /usr/bin/python3 for the unprivileged user")
+    done = subprocess.run(
+        [str(python), "-c", NOT_ROOT_PROGRAM], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+             "HOME": str(tmp_path), "TMPDIR": "/tmp"},
+        user=nobody, group=nobody, extra_groups=[], cwd="/tmp")
+    if done.returncode != 0 and "Permission denied" in done.stderr:
+        pytest.skip(f"user {nobody} cannot read the project: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    verdict, rc = done.stdout.split()[:2]
+    assert verdict == "HIDDEN" and rc != "rc=0", done.stdout
