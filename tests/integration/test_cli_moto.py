@@ -532,8 +532,8 @@ functions:
     api_gateway: {name: keys-api}
     iam: {role: "arn:aws:iam::123456789012:role/x"}
 storage_providers:
-  minio:
-    local: {endpoint: "http://minio:9000", access_key: a, secret_key: b}
+  onedata:
+    space: {oneprovider_host: op.example, token: t, space: s}
 """)
     (tmp_path / "job.sh").write_text("echo hi\n")
     code, out, err = cli("deploy", "-f", str(fdl), "--dry-run", *artifacts)
@@ -541,6 +541,6 @@ storage_providers:
     notes = [line for line in err.splitlines() if ": ignored: " in line]
     for key in ("functions.oscar", "scar-keys.vpc", "scar-keys.file_system",
                 "scar-keys.deployment", "scar-keys.api_gateway", "scar-keys.run_script",
-                "scar-keys.architectures", "scar-keys.storage_providers.minio"):
+                "scar-keys.architectures", "scar-keys.storage_providers.onedata"):
         assert any(line.startswith(f"{key}: ignored: ") for line in notes), (key, notes)
     assert len(notes) == 8

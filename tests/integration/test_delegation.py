@@ -315,10 +315,10 @@ def test_multi_node_function_submits_node_overrides(
 def test_lambda_batch_hands_off_when_the_download_outlasts_the_budget(
         fn: Function, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    config = fn.config(mode="lambda-batch", script=QUICK_SCRIPT, threshold=0,
+    config = fn.config(mode="lambda-batch", script=QUICK_SCRIPT, threshold=1,
                        variables={"MARKER": str(marker)})
     big = fn.put(key="input/big.bin", body=b"\0" * (96 * 1024 * 1024))
-    _, body = fn.invoke(event_of(big), config, timeout=0.4)  # the budget ends mid-download
+    _, body = fn.invoke(event_of(big), config, timeout=1.4)  # the budget ends mid-download
 
     (record,) = body["records"]
     assert record["status"] == "delegated", record
