@@ -312,13 +312,42 @@ def test_multi_node_function_submits_node_overrides(
     assert job["jobDefinition"].split("/")[-1].startswith(fn.name)
 
 
+class SlowDownloads(ClientFactory):
+    """Real clients, but every GetObject waits ``delay`` seconds first."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def with_providers(self, providers: Any) -> "SlowDownloads":
+        return self
+
+    def s3(self, storage_provider: str = "s3") -> Any:
+        real, delay = super().s3(storage_provider), self.delay
+
+        class Slow:
+            def __getattr__(self, name: str) -> Any:
+                method = getattr(real, name)
+                if name != "get_object":
+                    return method
+
+                def slow(**kwargs: Any) -> Any:
+                    import time as _time
+
+                    _time.sleep(delay)
+                    return method(**kwargs)
+                return slow
+        return Slow()
+
+
 def test_lambda_batch_hands_off_when_the_download_outlasts_the_budget(
         fn: Function, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     config = fn.config(mode="lambda-batch", script=QUICK_SCRIPT, threshold=1,
                        variables={"MARKER": str(marker)})
-    big = fn.put(key="input/big.bin", body=b"\0" * (96 * 1024 * 1024))
-    _, body = fn.invoke(event_of(big), config, timeout=1.4)  # the budget ends mid-download
+    big = fn.put(key="input/big.bin", body=b"\0" * 1024)
+    # a 1.2 s budget; the download takes 3 s (a slow network)
+    _, body = fn.invoke(event_of(big), config, timeout=2.2, clients=SlowDownloads(3.0))
 
     (record,) = body["records"]
     assert record["status"] == "delegated", record
