@@ -35,7 +35,7 @@ from typing import Any, Optional, Sequence
 
 from . import workload
 from .contenders import ROOT, Contender
-from .lambda_rows import response_ok, run_child
+from .lambda_rows import check_completed, run_child
 from .measure import RunFailed
 from .session import Session
 
@@ -210,16 +210,7 @@ def _invoke_round(session: Session, setup: ContainerSetup, ours: Contender,
         calls = result["invocations"]
         if len(calls) != len(plan):
             raise RunFailed(f"{len(calls)} invocations for {len(plan)} events")
-        for number, call in enumerate(calls):
-            problem = response_ok(ours, call["response"], "completed")
-            if problem:
-                raise RunFailed(f"invocation {number} ({plan[number]}): {problem}")
-        found = fixture.outputs(f"{prefix}/out/")
-        if set(found) != set(bodies):
-            raise RunFailed(f"outputs differ: {sorted(found)[:3]} vs {sorted(bodies)[:3]}")
-        for key, body in bodies.items():
-            if fixture.body(key) != body:
-                raise RunFailed(f"{key}: wrong content")
+        check_completed(ours, calls, fixture, prefix, bodies, labels=list(plan))
         if not (udocker_dir / "containers").is_dir():
             raise RunFailed(f"no container in {udocker_dir}: the image side ran on the host")
         requests = {"image_invocations": plan.count("image"),

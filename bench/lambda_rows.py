@@ -59,6 +59,24 @@ def response_ok(contender: Contender, response: Any, status: str) -> Optional[st
 
 # --------------------------------------------------------------------------- invocations
 
+def check_completed(contender: Contender, calls: list[dict[str, Any]], fixture: Any,
+                    prefix: str, bodies: dict[str, bytes],
+                    labels: Optional[list[str]] = None) -> None:
+    """Every invocation completed and ``prefix/out/`` holds exactly ``bodies``; else
+    ``RunFailed`` saying what differs."""
+    for number, call in enumerate(calls):
+        problem = response_ok(contender, call["response"], "completed")
+        if problem:
+            label = f" ({labels[number]})" if labels else ""
+            raise RunFailed(f"invocation {number}{label}: {problem}")
+    found = fixture.outputs(f"{prefix}/out/")
+    if set(found) != set(bodies):
+        raise RunFailed(f"outputs differ: {sorted(found)[:3]} vs {sorted(bodies)[:3]}")
+    for key, body in bodies.items():
+        if fixture.body(key) != body:
+            raise RunFailed(f"{key}: wrong content")
+
+
 def _invoke_once(session: Session, contender: Contender, warm: int) -> dict[str, float]:
     fixture = session.fixture
     prefix = fixture.fresh_prefix(f"lambda-{contender.name}")
@@ -78,16 +96,7 @@ def _invoke_once(session: Session, contender: Contender, warm: int) -> dict[str,
                             {"events": events, "function_name": "bench-lambda",
                              "timeout": 300}, contender.lambda_env(workload.b64(config)))
         calls = result["invocations"]
-        for number, call in enumerate(calls):
-            problem = response_ok(contender, call["response"], "completed")
-            if problem:
-                raise RunFailed(f"invocation {number}: {problem}")
-        found = fixture.outputs(f"{prefix}/out/")
-        if set(found) != set(bodies):
-            raise RunFailed(f"outputs differ: {sorted(found)[:3]} vs {sorted(bodies)[:3]}")
-        for key, body in bodies.items():
-            if fixture.body(key) != body:
-                raise RunFailed(f"{key}: wrong content")
+        check_completed(contender, calls, fixture, prefix, bodies)
     finally:
         fixture.delete_prefix(prefix)
         script.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional
@@ -312,29 +313,28 @@ def test_multi_node_function_submits_node_overrides(
     assert job["jobDefinition"].split("/")[-1].startswith(fn.name)
 
 
-class SlowDownloads(ClientFactory):
-    """Real clients, but every GetObject waits ``delay`` seconds first."""
+class Delayed(ClientFactory):
+    """Real clients, but every S3 call of ``operation`` waits ``delay`` seconds first (a slow
+    network)."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, operation: str, delay: float) -> None:
         super().__init__()
-        self.delay = delay
+        self.operation, self.delay = operation, delay
 
-    def with_providers(self, providers: Any) -> "SlowDownloads":
-        return self
+    def with_providers(self, providers: Any) -> "Delayed":
+        return self  # the function names no other provider
 
     def s3(self, storage_provider: str = "s3") -> Any:
-        real, delay = super().s3(storage_provider), self.delay
+        real, operation, delay = super().s3(storage_provider), self.operation, self.delay
 
         class Slow:
             def __getattr__(self, name: str) -> Any:
                 method = getattr(real, name)
-                if name != "get_object":
+                if name != operation:
                     return method
 
                 def slow(**kwargs: Any) -> Any:
-                    import time as _time
-
-                    _time.sleep(delay)
+                    time.sleep(delay)
                     return method(**kwargs)
                 return slow
         return Slow()
@@ -347,7 +347,7 @@ def test_lambda_batch_hands_off_when_the_download_outlasts_the_budget(
                        variables={"MARKER": str(marker)})
     big = fn.put(key="input/big.bin", body=b"\0" * 1024)
     # a 1.2 s budget; the download takes 3 s (a slow network)
-    _, body = fn.invoke(event_of(big), config, timeout=2.2, clients=SlowDownloads(3.0))
+    _, body = fn.invoke(event_of(big), config, timeout=2.2, clients=Delayed("get_object", 3.0))
 
     (record,) = body["records"]
     assert record["status"] == "delegated", record
@@ -367,41 +367,12 @@ def test_a_script_ignoring_sigterm_is_still_handed_off_before_the_lambda_deadlin
     assert fn.left_ms > 0  # the kill's grace left the hand-off time inside the invocation
 
 
-class SlowUploads(ClientFactory):
-    """Real clients, but every UploadPart takes ``delay`` seconds (a slow network)."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    def with_providers(self, providers: Any) -> "SlowUploads":
-        return self  # the function names no other provider
-
-    def s3(self, storage_provider: str = "s3") -> Any:
-        real = super().s3(storage_provider)
-        delay = self.delay
-
-        class Slow:
-            def __getattr__(self, name: str) -> Any:
-                method = getattr(real, name)
-                if name != "upload_part":
-                    return method
-
-                def slow(**kwargs: Any) -> Any:
-                    import time as _time
-
-                    _time.sleep(delay)
-                    return method(**kwargs)
-                return slow
-        return Slow()
-
-
 def test_lambda_batch_hands_off_when_stage_out_does_not_fit_and_shows_no_output(
         fn: Function) -> None:
     script = 'for i in $(seq 1 80); do echo "$i" > "$TMP_OUTPUT_DIR/out-$i.txt"; done\n'
     config = fn.config(mode="lambda-batch", script=script, threshold=2)
     response, body = fn.invoke(event_of(fn.put()), config, timeout=6,
-                               clients=SlowUploads(delay=0.5))
+                               clients=Delayed("upload_part", 0.5))
     (record,) = body["records"]
     assert record["status"] == "delegated", record
     assert "stage-out exceeded the time budget" in record["reason"]
@@ -415,7 +386,7 @@ def test_lambda_mode_answers_before_the_deadline_when_stage_out_does_not_fit(
     script = 'for i in $(seq 1 80); do echo "$i" > "$TMP_OUTPUT_DIR/out-$i.txt"; done\n'
     config = fn.config(mode="lambda", script=script, threshold=2)
     response, body = fn.invoke(event_of(fn.put()), config, timeout=6,
-                               clients=SlowUploads(delay=0.5))
+                               clients=Delayed("upload_part", 0.5))
     (record,) = body["records"]
     assert record["status"] == "failed" and "time budget" in record["error"]
     assert fn.outputs() == [] and fn.left_ms > 0
