@@ -168,7 +168,10 @@ def hide_environment() -> bool:
     return _prctl(_PR_SET_DUMPABLE, 0)
 
 
+@functools.lru_cache(maxsize=None)
 def _prctl(option: int, value: int) -> bool:
+    """``prctl(option, value)``, once per process: both settings here are the process's own
+    and stay until it exits."""
     try:
         import ctypes
 
