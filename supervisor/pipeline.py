@@ -90,7 +90,8 @@ def run_job(job: Job, *, clients: ClientFactory, base_env: Mapping[str, str],
         from .container.prepare import prepare
 
         t0 = clock()
-        container = fetch_archive(container, clients.s3("s3"), job.deadline, clock=clock)
+        if container.archive_uri is not None:  # an archive deploy shipped to S3
+            container = fetch_archive(container, clients.s3("s3"), job.deadline, clock=clock)
         ready = prepare(container, host_env=base_env, deadline=job.deadline, clock=clock)
         log.info("image ready", extra={"phase": "image", "seconds": round(clock() - t0, 3),
                                        "image": container.image,
