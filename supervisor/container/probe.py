@@ -5,12 +5,15 @@ import functools
 import os
 import struct
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
-__all__ = ["ptrace_allowed", "elf_kind", "resolve_in_root"]
+__all__ = ["ptrace_allowed", "elf_kind", "elf_interpreter", "is_static_elf",
+           "resolve_in_root", "ElfSource"]
 
 _PTRACE_TRACEME = 0
 _PT_INTERP = 3
+ElfSource = Union[bytes, str, "os.PathLike[str]"]
+"""An ELF file's bytes, or its path."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,27 +64,68 @@ def resolve_in_root(root: Path, path: str, *, hops: int = 40) -> Optional[Path]:
     return current
 
 
-def elf_kind(path: Path) -> str:
-    """``dynamic`` (has an ELF interpreter), ``static`` (ELF without one), or ``other``."""
+def _elf_bytes(source: ElfSource) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    with open(source, "rb") as handle:
+        return handle.read()
+
+
+def elf_interpreter(source: ElfSource) -> Optional[str]:
+    """The program interpreter (``PT_INTERP``) of an ELF file, or None.
+
+    ``source`` is the file's bytes or its path. None for a statically linked
+    executable and for anything that is not ELF (a script, an empty file).
+    """
+    data = _elf_bytes(source)
+    if data[:4] != b"\x7fELF" or len(data) < 52:
+        return None
+    is64 = data[4] == 2
+    endian = "<" if data[5] == 1 else ">"
+    if is64:
+        if len(data) < 64:
+            return None
+        phoff, = struct.unpack_from(endian + "Q", data, 0x20)
+        phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x36)
+    else:
+        phoff, = struct.unpack_from(endian + "I", data, 0x1C)
+        phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x2A)
+    for index in range(phnum):
+        offset = phoff + index * phentsize
+        if offset + (56 if is64 else 32) > len(data):
+            break
+        p_type, = struct.unpack_from(endian + "I", data, offset)
+        if p_type != _PT_INTERP:
+            continue
+        if is64:
+            p_offset, = struct.unpack_from(endian + "Q", data, offset + 8)
+            p_filesz, = struct.unpack_from(endian + "Q", data, offset + 32)
+        else:
+            p_offset, = struct.unpack_from(endian + "I", data, offset + 4)
+            p_filesz, = struct.unpack_from(endian + "I", data, offset + 16)
+        raw = data[p_offset:p_offset + p_filesz]
+        return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") or None
+    return None
+
+
+def is_static_elf(source: ElfSource) -> bool:
+    """True when ``source`` (bytes or a path) is an ELF file without a program interpreter.
+
+    A statically linked binary runs without the image's loader and libc, so an
+    execution mode that confines a program through them does not confine it.
+    False for dynamically linked ELF files and for non-ELF files.
+    """
+    data = _elf_bytes(source)
+    return data[:4] == b"\x7fELF" and elf_interpreter(data) is None
+
+
+def elf_kind(source: ElfSource) -> str:
+    """``dynamic`` (has an ELF interpreter), ``static`` (ELF without one), or ``other``;
+    ``other`` too for a file that cannot be read."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(64)
-            if len(head) < 64 or head[:4] != b"\x7fELF":
-                return "other"
-            is64, little = head[4] == 2, head[5] == 1
-            end = "<" if little else ">"
-            if is64:
-                phoff, = struct.unpack_from(end + "Q", head, 32)
-                phentsize, phnum = struct.unpack_from(end + "HH", head, 54)
-            else:
-                phoff, = struct.unpack_from(end + "I", head, 28)
-                phentsize, phnum = struct.unpack_from(end + "HH", head, 42)
-            handle.seek(phoff)
-            table = handle.read(phentsize * phnum)
+        data = _elf_bytes(source)
     except OSError:
         return "other"
-    for index in range(phnum):
-        kind, = struct.unpack_from(end + "I", table, index * phentsize)
-        if kind == _PT_INTERP:
-            return "dynamic"
-    return "static"
+    if data[:4] != b"\x7fELF" or len(data) < 64:  # not ELF, or not even a whole header
+        return "other"
+    return "dynamic" if elf_interpreter(data) is not None else "static"

@@ -43,12 +43,13 @@ import os
 import platform
 import posixpath
 import shutil
-import struct
 import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Optional, Sequence, Union
+from typing import IO, Any, Callable, Mapping, Optional, Sequence
+
+from ..container.probe import elf_interpreter, is_static_elf
 
 __all__ = [
     "APPLETS", "BUSYBOX", "DASH", "DEFAULT_TAG", "GLIBC_COMMANDS", "GLIBC_TAG", "LAYERED_TAG",
@@ -82,7 +83,6 @@ GLIBC_COMMANDS: tuple[str, ...] = (
 
 Files = Mapping[str, bytes]
 _Member = tuple[tarfile.TarInfo, Optional[bytes]]
-_Source = Union[bytes, str, "os.PathLike[str]"]
 
 _MTIME = 0  # every member's mtime: 1970-01-01, so the bytes never change
 _CREATED = "1970-01-01T00:00:00Z"
@@ -99,7 +99,6 @@ _ARCHES = {
     "armv7l": "arm", "armv6l": "arm", "i386": "386", "i686": "386",
     "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
 }
-_PT_INTERP = 3
 _LD_LIST_TIMEOUT = 30.0
 
 
@@ -120,61 +119,6 @@ def _split_tag(tag: str) -> tuple[str, str]:
 
 
 # --- ELF inspection (pure) ----------------------------------------------------------------
-
-
-def _elf_bytes(source: _Source) -> bytes:
-    if isinstance(source, (bytes, bytearray)):
-        return bytes(source)
-    with open(source, "rb") as handle:
-        return handle.read()
-
-
-def elf_interpreter(source: _Source) -> Optional[str]:
-    """The program interpreter (``PT_INTERP``) of an ELF file, or None.
-
-    ``source`` is the file's bytes or its path. None for a statically linked
-    executable and for anything that is not ELF (a script, an empty file).
-    """
-    data = _elf_bytes(source)
-    if data[:4] != b"\x7fELF" or len(data) < 52:
-        return None
-    is64 = data[4] == 2
-    endian = "<" if data[5] == 1 else ">"
-    if is64:
-        if len(data) < 64:
-            return None
-        phoff, = struct.unpack_from(endian + "Q", data, 0x20)
-        phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x36)
-    else:
-        phoff, = struct.unpack_from(endian + "I", data, 0x1C)
-        phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x2A)
-    for index in range(phnum):
-        offset = phoff + index * phentsize
-        if offset + (56 if is64 else 32) > len(data):
-            break
-        p_type, = struct.unpack_from(endian + "I", data, offset)
-        if p_type != _PT_INTERP:
-            continue
-        if is64:
-            p_offset, = struct.unpack_from(endian + "Q", data, offset + 8)
-            p_filesz, = struct.unpack_from(endian + "Q", data, offset + 32)
-        else:
-            p_offset, = struct.unpack_from(endian + "I", data, offset + 4)
-            p_filesz, = struct.unpack_from(endian + "I", data, offset + 16)
-        raw = data[p_offset:p_offset + p_filesz]
-        return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") or None
-    return None
-
-
-def is_static_elf(source: _Source) -> bool:
-    """True when ``source`` (bytes or a path) is an ELF file without a program interpreter.
-
-    A statically linked binary runs without the image's loader and libc, so an
-    execution mode that confines a program through them does not confine it.
-    False for dynamically linked ELF files and for non-ELF files.
-    """
-    data = _elf_bytes(source)
-    return data[:4] == b"\x7fELF" and elf_interpreter(data) is None
 
 
 def parse_ld_list(text: str) -> list[str]:
