@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from .errors import ScriptTimeout, StageOutError
 from .watchdog import Deadline
 
-__all__ = ["Output", "Committed", "commit_outputs", "PART_SIZE", "MIN_PART_SIZE"]
+__all__ = ["Output", "Uploaded", "commit_outputs", "PART_SIZE", "MIN_PART_SIZE"]
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part but the last
 PART_SIZE = 8 * 1024 * 1024
@@ -53,12 +53,17 @@ class Output:
 
 
 @dataclass(frozen=True)
-class Committed:
-    """One committed output."""
+class Uploaded:
+    """One output, uploaded and committed."""
 
     bucket: str
     key: str
     size: int
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/key``."""
+        return f"s3://{self.bucket}/{self.key}"
 
 
 @dataclass
@@ -141,7 +146,7 @@ class _Phases:
 def commit_outputs(outputs: Sequence[Output], clients: Mapping[str, Any], *,
                    reason: Reasons, deadline: Optional[Deadline] = None,
                    clock: Clock = time.monotonic, part_size: int = PART_SIZE,
-                   max_workers: int = 8) -> list[Committed]:
+                   max_workers: int = 8) -> list[Uploaded]:
     """Upload ``outputs`` and make them visible together; see the module docstring.
 
     ``clients`` maps each output's provider to its S3 client; ``reason`` turns a
@@ -180,7 +185,7 @@ def commit_outputs(outputs: Sequence[Output], clients: Mapping[str, Any], *,
 
 
 def _put_alone(output: Output, client: Any, part_size: int, reason: Reasons,
-               deadline: Deadline, clock: Clock) -> Optional[Committed]:
+               deadline: Deadline, clock: Clock) -> Optional[Uploaded]:
     """A record's only output, when small, in one ``PutObject``: already all or nothing.
     None when it is large (it then goes through the multipart commit)."""
     if deadline.expired(clock):
@@ -200,7 +205,7 @@ def _put_alone(output: Output, client: Any, part_size: int, reason: Reasons,
         except Exception as exc:
             raise StageOutError(f"1 of 1 outputs failed to upload: s3://{output.bucket}/"
                                 f"{output.key}: {reason(exc)}; none was made visible") from None
-    return Committed(output.bucket, output.key, size)
+    return Uploaded(output.bucket, output.key, size)
 
 
 def _stage(opened: Sequence[_Open], phases: _Phases, part_size: int,
@@ -260,7 +265,7 @@ def _abort(opened: Sequence[_Open], phases: _Phases) -> None:
         future.result()
 
 
-def _complete(opened: Sequence[_Open], phases: _Phases, reason: Reasons) -> list[Committed]:
+def _complete(opened: Sequence[_Open], phases: _Phases, reason: Reasons) -> list[Uploaded]:
     """Phase 3: complete every upload; on a failure, remove what was completed."""
     done: list[_Open] = []
     failures: dict[int, str] = {}
@@ -281,7 +286,7 @@ def _complete(opened: Sequence[_Open], phases: _Phases, reason: Reasons) -> list
     futures = [phases.pool.submit(complete, i, item) for i, item in enumerate(opened)]
     wait(futures)
     if not failures:
-        return sorted((Committed(i.output.bucket, i.output.key, i.size) for i in opened),
+        return sorted((Uploaded(i.output.bucket, i.output.key, i.size) for i in opened),
                       key=lambda c: (c.bucket, c.key))
     removed = 0
     for item in done:

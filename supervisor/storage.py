@@ -34,7 +34,7 @@ from s3transfer.exceptions import (
 from s3transfer.manager import TransferConfig, TransferManager
 
 from .aws import ClientFactory
-from .commit import Output, commit_outputs
+from .commit import Output, Uploaded, commit_outputs
 from .config import StoragePath
 from .errors import StageInError, StageOutError
 from .watchdog import Deadline
@@ -379,20 +379,6 @@ def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
 
 
 @dataclass(frozen=True)
-class Uploaded:
-    """One uploaded output."""
-
-    bucket: str
-    key: str
-    size: int
-
-    @property
-    def uri(self) -> str:
-        """``s3://bucket/key``."""
-        return _s3_uri(self.bucket, self.key)
-
-
-@dataclass(frozen=True)
 class _Upload:
     """One planned upload: a local file to ``bucket/key`` on a provider."""
 
@@ -442,9 +428,8 @@ def stage_out(clients: ClientFactory, output_dir: Path, outputs: Sequence[Storag
     if not jobs:
         return []
     s3_clients = {provider: clients.s3(provider) for provider in sorted({j.provider for j in jobs})}
-    committed = commit_outputs(
+    return commit_outputs(
         [Output(provider=j.provider, bucket=j.bucket, key=j.key, path=j.path, rel=j.rel,
                 content_type=content_type(j.rel)) for j in jobs], s3_clients,
         reason=lambda exc: _reason(exc, "bucket or key does not exist"), deadline=deadline,
         clock=clock, part_size=small_file_threshold, max_workers=max_workers)
-    return [Uploaded(bucket=c.bucket, key=c.key, size=c.size) for c in committed]
