@@ -286,11 +286,3 @@ def _record(spec: ContainerSpec, name: str, *, env: Mapping[str, str], deadline:
             kept[str(tmp / copy.name)] = str(dest)
         return template.with_files(kept)
 
-
-def forget(spec: ContainerSpec) -> None:
-    """Drop the in-memory state of ``spec``'s udocker dir (tests; a wiped ``/tmp``)."""
-    with _cache_lock:
-        for key in [k for k in _ready_cache if k[0] == str(spec.udocker_dir)]:
-            del _ready_cache[key]
-    shutil.rmtree(spec.udocker_dir / "tmp", ignore_errors=True)
-
