@@ -70,16 +70,20 @@ def instance_profile_problem(iam: Any, value: str, field: str,
     return None
 
 
-def network_problems(ec2: Any, subnets: Sequence[str],
-                     security_groups: Sequence[str]) -> list[str]:
-    """Subnets and security groups that do not exist (one line per call that failed)."""
+def network_problems(ec2: Any, subnets: Sequence[str], security_groups: Sequence[str],
+                     fields: tuple[str, str] = ("batch.compute_resources.subnets",
+                                                "batch.compute_resources.security_group_ids"),
+                     ) -> list[str]:
+    """Subnets and security groups that do not exist (one line per call that failed).
+
+    ``fields`` names where the subnets and the groups were configured.
+    """
     from botocore.exceptions import ClientError
 
     problems: list[str] = []
-    checks = (("batch.compute_resources.subnets", "describe_subnets", "SubnetIds",
-               subnets, "InvalidSubnet"),
-              ("batch.compute_resources.security_group_ids", "describe_security_groups",
-               "GroupIds", security_groups, "InvalidGroup"))
+    checks = ((fields[0], "describe_subnets", "SubnetIds", subnets, "InvalidSubnet"),
+              (fields[1], "describe_security_groups", "GroupIds", security_groups,
+               "InvalidGroup"))
     for field, operation, param, ids, missing in checks:
         if not ids:
             continue

@@ -13,9 +13,6 @@ from ..config import FunctionConfig
 __all__ = ["IGNORED_KEYS", "IGNORED_PROVIDERS", "ignored_keys", "ignored_fdl_keys"]
 
 IGNORED_KEYS: Mapping[str, str] = {
-    "vpc": "deploy does not put the function in a VPC (set VpcConfig on it after deploy)",
-    "file_system": "deploy does not mount EFS file systems (add them to the function after "
-                   "deploy)",
     "deployment": "the deployment package is small and uploaded directly; no deployment "
                   "bucket is used",
     "api_gateway": "no REST API is created; invoke the function with supervisor invoke",
@@ -42,10 +39,6 @@ def ignored_keys(config: FunctionConfig, where: str = "") -> list[str]:
     prefix = f"{where}." if where else ""
     lines = [f"{prefix}{key}: ignored: {why}" for key, why in IGNORED_KEYS.items()
              if config.raw.get(key) not in (None, "", [], {})]
-    architectures = config.raw.get("architectures")
-    if architectures not in (None, [], ["x86_64"], "x86_64"):
-        lines.append(f"{prefix}architectures: ignored: functions are deployed for x86_64 (the "
-                     "udocker layer's engine binaries are x86_64)")
     providers = config.raw.get("storage_providers")
     if isinstance(providers, Mapping):
         for kind in providers:

@@ -88,7 +88,17 @@ def configuration_diff(current: Mapping[str, Any], desired: Mapping[str, Any]) -
         differ.append("Environment")
     if layers(current) != layers(desired):
         differ.append("Layers")
+    vpc, wanted = current.get("VpcConfig") or {}, desired["VpcConfig"]
+    if any(sorted(vpc.get(k) or []) != sorted(wanted[k])
+           for k in ("SubnetIds", "SecurityGroupIds")):
+        differ.append("VpcConfig")
+    if list(current.get("FileSystemConfigs") or []) != desired["FileSystemConfigs"]:
+        differ.append("FileSystemConfigs")
     return differ
+
+
+def _architecture(config: Mapping[str, Any]) -> str:
+    return str((config.get("Architectures") or ["x86_64"])[0])
 
 
 def _settled(lam: Any, name: str, waiting: Waiting) -> Mapping[str, Any]:
@@ -116,16 +126,21 @@ def ensure_function(lam: Any, request: FunctionRequest, layer_arns: Sequence[str
     if current is None:
         with translated(f"cannot create function {request.name}"):
             answer = lam.create_function(**desired, Code={"ZipFile": request.code},
+                                         Architectures=[request.options.architecture],
                                          PackageType="Zip", Publish=False)
         _settled(lam, request.name, waiting)
         return Outcome(request.kind, request.name, "created", str(answer["FunctionArn"]))
     arn = str(current.get("FunctionArn", ""))
     changed: list[str] = []
-    if current.get("CodeSha256") != request.code_sha256:
+    architecture = request.options.architecture
+    if current.get("CodeSha256") != request.code_sha256 or \
+            _architecture(current) != architecture:
         current = _settled(lam, request.name, waiting)
         with translated(f"cannot update the code of function {request.name}"):
-            lam.update_function_code(FunctionName=request.name, ZipFile=request.code)
-        changed.append("code")
+            lam.update_function_code(FunctionName=request.name, ZipFile=request.code,
+                                     Architectures=[architecture])
+        changed.append("code" if _architecture(current) == architecture
+                       else f"code ({architecture})")
         current = _settled(lam, request.name, waiting)
     differ = configuration_diff(current, desired)
     if differ:

@@ -20,6 +20,7 @@ from .batch_plan import (
     job_queue_request,
 )
 from .errors import ProvisionError
+from .lambda_options import lambda_options
 from .names import DEFAULT_LAYER_NAME, Names, bucket_arn, function_arn, names_of
 from .package import CONFIG_NAME, TASK_ROOT, deployment_zip, file_sha256
 from .requests import (
@@ -214,6 +215,7 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
         problems.append(f"layer zip: {str(layer_zip)!r} is {layer_zip.stat().st_size} bytes; "
                         f"a direct upload allows {MAX_DIRECT_UPLOAD}")
     containers = runs_containers_on_lambda(config)
+    options = lambda_options(config, containers, problems)
     if containers:
         missing = _file_problem(udocker_layer_zip, "udocker layer zip",
                                 "build it with ./build.sh layer (the function runs its script "
@@ -249,7 +251,7 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
         timeout=config.timeout, ephemeral_storage=ephemeral, environment=environment,
         description=(description[:256] if isinstance(description, str)
                      else f"supervisor: {config.container.image}"[:256]),
-        code=deployment_zip(shipped), extra_layers=extra_layers))
+        code=deployment_zip(shipped), extra_layers=extra_layers, options=options))
     if config.log_retention_days is not None:
         requests.append(LogGroupRequest(name=names.log_group,
                                         retention_days=config.log_retention_days))

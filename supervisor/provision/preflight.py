@@ -14,10 +14,10 @@ __all__ = ["preflight"]
 def preflight(plan: Plan, clients: ClientFactory) -> None:
     """Raise ``ProvisionError`` listing every problem found with Describe/Get/Head calls only.
 
-    Checks: the function's role exists; for Batch, the service role, the
-    instance profile, the subnets and security groups exist and an existing
-    compute environment can be updated in place; no bucket belongs to
-    someone else.
+    Checks: the function's role, and its VPC's subnets and groups, exist; for
+    Batch, the service role, the instance profile, the subnets and security
+    groups exist and an existing compute environment can be updated in place;
+    no bucket belongs to someone else.
     """
     problems: list[str] = []
     iam = clients.client("iam")
@@ -26,6 +26,11 @@ def preflight(plan: Plan, clients: ClientFactory) -> None:
         problem = role_problem(iam, function.role, "iam.role", plan.account_id)
         if problem:
             problems.append(problem)
+        options = function.options
+        if options.subnet_ids:
+            problems.extend(network_problems(
+                clients.client("ec2"), options.subnet_ids, options.security_group_ids,
+                ("vpc.SubnetIds", "vpc.SecurityGroupIds")))
     env = plan.one(ComputeEnvironmentRequest)
     if env is not None:
         problem = role_problem(iam, env.service_role, "batch.service_role", plan.account_id)

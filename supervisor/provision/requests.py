@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence, TypeVar, Union
 
 from ..config.fields import plain
+from .lambda_options import LambdaOptions
 
 __all__ = [
     "Action", "Outcome", "BucketRequest", "NotificationRequest", "PermissionRequest",
@@ -155,6 +156,7 @@ class FunctionRequest:
     description: str
     code: bytes = field(repr=False)
     extra_layers: tuple[str, ...] = ()
+    options: LambdaOptions = LambdaOptions()
 
     @property
     def code_sha256(self) -> str:
@@ -177,12 +179,15 @@ class FunctionRequest:
             "Environment": {"Variables": dict(self.environment)},
             "Description": self.description,
             "Layers": layers,
+            "VpcConfig": self.options.vpc_config(),
+            "FileSystemConfigs": self.options.file_system_configs(),
         }
 
     def fields(self) -> dict[str, Any]:
         """The request's settings, JSON-ready (the layer ARN is known only at apply)."""
         settings = self.configuration(["<supervisor layer version>"])
         settings.pop("FunctionName")
+        settings["Architectures"] = [self.options.architecture]
         settings["CodeSha256"] = self.code_sha256
         settings["CodeSize"] = len(self.code)
         return settings

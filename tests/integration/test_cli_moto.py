@@ -539,8 +539,89 @@ storage_providers:
     code, out, err = cli("deploy", "-f", str(fdl), "--dry-run", *artifacts)
     assert code == 0, err
     notes = [line for line in err.splitlines() if ": ignored: " in line]
-    for key in ("functions.oscar", "scar-keys.vpc", "scar-keys.file_system",
-                "scar-keys.deployment", "scar-keys.api_gateway", "scar-keys.run_script",
-                "scar-keys.architectures", "scar-keys.storage_providers.onedata"):
+    for key in ("functions.oscar", "scar-keys.deployment", "scar-keys.run_script",
+                "scar-keys.api_gateway", "scar-keys.storage_providers.onedata"):
         assert any(line.startswith(f"{key}: ignored: ") for line in notes), (key, notes)
-    assert len(notes) == 8
+    assert len(notes) == 5  # vpc, file_system and architectures are deployed
+
+
+def test_vpc_file_system_and_architectures_reach_the_function(
+        cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],
+        batch_network: dict[str, str]) -> None:
+    name = f"scar-vpc-{uuid.uuid4().hex[:8]}"
+    access_point = "arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/fsap-0123"
+    fdl = tmp_path / "fdl.yaml"
+    text = f"""\
+functions:
+  aws:
+  - lambda:
+      name: {name}
+      init_script: job.sh
+      architectures: [arm64]
+      vpc:
+        SubnetIds: [{batch_network["subnet"]}]
+        SecurityGroupIds: [{batch_network["security_group"]}]
+      input: [{{storage_provider: s3, path: {name}/input}}]
+    iam: {{role: "{roles["lambda"]}"}}
+"""
+    fdl.write_text(text)
+    (tmp_path / "job.sh").write_text("ls /mnt/efs\n")
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
+    assert code == 0, err
+    assert ": ignored: " not in err
+    config = _client("lambda", cli.endpoint).get_function_configuration(FunctionName=name)
+    assert config["Architectures"] == ["arm64"]
+    assert config["VpcConfig"]["SubnetIds"] == [batch_network["subnet"]]
+    assert config["VpcConfig"]["SecurityGroupIds"] == [batch_network["security_group"]]
+    before = len(cli.recorder.calls)
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)  # nothing changed
+    assert code == 0, err
+    assert [n for n, _ in cli.recorder.calls[before:] if not n.startswith(READ_ONLY)] == []
+
+    # an EFS mount added later updates the configuration (moto keeps no FileSystemConfigs,
+    # so the request is what is checked)
+    fdl.write_text(text.replace(
+        "      input:", f'      file_system: [{{Arn: "{access_point}", '
+                        "LocalMountPath: /mnt/efs}]\n      input:"))
+    before = len(cli.recorder.calls)
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
+    assert code == 0, err
+    [update] = [p for n, p in cli.recorder.calls[before:] if n == "UpdateFunctionConfiguration"]
+    assert update["FileSystemConfigs"] == [{"Arn": access_point, "LocalMountPath": "/mnt/efs"}]
+    assert update["VpcConfig"]["SubnetIds"] == [batch_network["subnet"]]
+    assert cli("rm", "-f", str(fdl))[0] == 0
+
+
+@pytest.mark.parametrize("lines, problem", [
+    ("vpc: {SubnetIds: [subnet-nope], SecurityGroupIds: [sg-nope]}", "vpc.SubnetIds: "),
+    ("vpc: {SubnetIds: subnet-1}", "vpc: SubnetIds and SecurityGroupIds must each"),
+    ('file_system: [{Arn: "arn:aws:elasticfilesystem:us-east-1:1:access-point/fsap-1", '
+     "LocalMountPath: /mnt/efs}]", "file_system: an EFS mount needs the function in"),
+    ("architectures: [sparc]", "architectures: ['sparc']; must be one of x86_64, arm64"),
+    ("architectures: [arm64]\n      container: {image: busybox}",
+     "architectures: arm64 cannot run container.image on Lambda"),
+])
+def test_bad_vpc_file_system_or_architectures_are_one_line_before_anything_is_made(
+        cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],
+        lines: str, problem: str) -> None:
+    name = f"scar-bad-{uuid.uuid4().hex[:8]}"
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text(f"""\
+functions:
+  aws:
+  - lambda:
+      name: {name}
+      init_script: job.sh
+      {lines}
+      input: [{{storage_provider: s3, path: {name}/input}}]
+    iam: {{role: "{roles["lambda"]}"}}
+""")
+    (tmp_path / "job.sh").write_text("true\n")
+    udocker = tmp_path / "udocker-layer.zip"
+    udocker.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts, "--udocker-layer-zip",
+                         str(udocker))
+    assert code == 1, err
+    [error] = [line for line in err.splitlines() if line.startswith("supervisor: ")]
+    assert problem in error, err
+    assert cli.recorder.mutating() == []

@@ -454,6 +454,26 @@ def test_configuration_diff_names_only_the_fields_that_differ(plants: FunctionCo
     assert configuration_diff(current, desired) == ["MemorySize", "Environment"]
 
 
+def test_configuration_diff_reads_vpc_and_file_systems_as_lambda_reports_them() -> None:
+    from supervisor.provision.lambda_options import LambdaOptions
+
+    options = LambdaOptions(subnet_ids=("subnet-a", "subnet-b"), security_group_ids=("sg-1",),
+                            file_systems=(("arn:aws:elasticfilesystem:r:1:access-point/f",
+                                           "/mnt/data"),))
+    request = FunctionRequest(name="f", runtime="python3.12", handler="h", role="r",
+                              memory=128, timeout=3, ephemeral_storage=512, environment={},
+                              description="d", code=b"", options=options)
+    desired = request.configuration(["arn:l:1"])
+    # Lambda answers with the VPC id and in its own order
+    current = dict(desired, VpcConfig={"SubnetIds": ["subnet-b", "subnet-a"],
+                                       "SecurityGroupIds": ["sg-1"], "VpcId": "vpc-1"})
+    assert configuration_diff(current, desired) == []
+    out_of_vpc = dict(current, VpcConfig={"SubnetIds": [], "SecurityGroupIds": [],
+                                          "VpcId": ""}, FileSystemConfigs=[])
+    assert configuration_diff(out_of_vpc, desired) == ["VpcConfig", "FileSystemConfigs"]
+    assert request.fields()["Architectures"] == ["x86_64"]
+
+
 def test_compute_environment_updates_only_what_changed(plants: FunctionConfig,
                                                        layer_zip: Path, pyz: Path) -> None:
     env = one(plan_for(plants, layer_zip, pyz), ComputeEnvironmentRequest)
