@@ -25,6 +25,7 @@ EXAMPLES = """
   supervisor local -f examples/wordcount/function.yaml --put examples/wordcount/sample.txt
   supervisor local -f examples/plants/function.yaml --put ./daisy.jpg --put ./rose.jpg
   supervisor local -f function.yaml --put ./big.bin --timeout 5   # see lambda-batch hand off
+  supervisor local -f darknet.yaml --request ./dog.jpg   # through its REST API
   supervisor status -n scar-plants --local     # afterwards: what the session recorded
 """
 REPORT_COLUMNS: tuple[Column, ...] = (
@@ -51,17 +52,17 @@ class LocalRunner(Protocol):
 
     def __call__(self, fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
                  state_dir: Path, progress: Callable[[str], None],
-                 max_wait: float) -> LocalReportLike: ...
+                 max_wait: float, requests: Sequence[Path] = ()) -> LocalReportLike: ...
 
 
 def _session_runner(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
                     state_dir: Path, progress: Callable[[str], None],
-                    max_wait: float) -> LocalReportLike:
+                    max_wait: float, requests: Sequence[Path] = ()) -> LocalReportLike:
     """The real local session (imported only when the command runs)."""
     from ..local.session import run_local
 
     return run_local(fdl, puts, timeout=timeout, state_dir=state_dir, progress=progress,
-                     max_wait=max_wait)
+                     max_wait=max_wait, requests=requests)
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -78,8 +79,11 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
                     "--local read the session's state afterwards.")
     parser.add_argument("-f", "--file", type=Path, required=True, metavar="FDL",
                         help="the function definition file (YAML)")
-    parser.add_argument("--put", type=Path, action="append", required=True, metavar="PATH",
+    parser.add_argument("--put", type=Path, action="append", default=[], metavar="PATH",
                         help="a file to upload (repeat for more)")
+    parser.add_argument("--request", type=Path, action="append", default=[], metavar="PATH",
+                        help="a file to send as the body of a request to the function's "
+                             "REST API (api_gateway in its definition; repeat for more)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="the Lambda timeout to use instead of the definition's")
     parser.add_argument("--max-wait", type=float, default=3600.0, metavar="SECONDS",
@@ -103,7 +107,10 @@ def report_text(rows: Sequence[dict[str, Any]]) -> str:
 def run_local_command(args: argparse.Namespace, ctx: Context, *,
                       runner: LocalRunner = _session_runner) -> int:
     """Run the session; 0 only when every object was processed successfully."""
-    missing = [str(p) for p in args.put if not p.is_file()]
+    if not args.put and not args.request:
+        raise CliError("nothing to run: give files with --put (uploads) or --request "
+                       "(REST API requests)")
+    missing = [str(p) for p in [*args.put, *args.request] if not p.is_file()]
     if missing:
         raise CliError(f"no such file: {', '.join(missing)}")
     if args.timeout is not None and args.timeout <= 0:
@@ -111,7 +118,8 @@ def run_local_command(args: argparse.Namespace, ctx: Context, *,
     if args.max_wait <= 0:
         raise CliError("--max-wait must be a positive number of seconds")
     report = runner(args.file, list(args.put), timeout=args.timeout,
-                    state_dir=args.state_dir, progress=ctx.note, max_wait=args.max_wait)
+                    state_dir=args.state_dir, progress=ctx.note, max_wait=args.max_wait,
+                    requests=list(args.request))
     rows = list(report.rows)
     ctx.emit({"endpoint": report.endpoint, "ok": report.ok, "rows": rows},
              lambda: report_text(rows))

@@ -23,7 +23,15 @@ from typing import Any, Callable, Optional, Sequence
 from ..aws import ClientFactory
 from ..config import FunctionConfig, from_fdl
 from ..errors import ConfigError, SupervisorError
-from ..provision import DEFAULT_BATCH_PYZ, DEFAULT_LAYER_ZIP, FunctionRequest, deploy, names_of
+from ..gateway import proxy_event, resolve
+from ..provision import (
+    DEFAULT_BATCH_PYZ,
+    DEFAULT_LAYER_ZIP,
+    FunctionRequest,
+    caller_account,
+    deploy,
+    names_of,
+)
 from ..provision.userdata import HOST_DIR
 from ..workflow import check_loops, edges
 from .account import localize, prepare_account
@@ -108,6 +116,7 @@ class LocalCloud:
         tap.install(endpoint.server)
         self.clients = _clients(endpoint.url)
         account = prepare_account(self.clients, self.configs)
+        self.account_id = caller_account(self.clients)
         self.local = {c.name: localize(c, account) for c in self.configs}
         # The code as deployed (a shipped image archive named by its S3 URI): a script
         # edited during the session does not change what the functions run (as on AWS).
@@ -156,6 +165,22 @@ class LocalCloud:
         self.progress(f"uploaded {path} -> {uri}")
         return uri
 
+    def request(self, path: Path, function: Optional[str] = None) -> str:
+        """Send ``path``'s content through the REST API of ``function`` (default: the first
+        entry function with ``api_gateway``), as API Gateway sends a POST to the local
+        Lambda; returns the API's endpoint."""
+        entries = entry_functions(self.configs)
+        name = function or next((c.name for c in entries if c.raw.get("api_gateway")),
+                                entries[0].name)
+        route = resolve(self.clients.client("apigateway"), name)
+        disposition = f'attachment; filename="{path.name}"'
+        event = proxy_event(route, path.read_bytes(), account_id=self.account_id,
+                            headers={"Content-Type": "application/octet-stream",
+                                     "Content-Disposition": disposition})
+        self.lambdas.invoke(route.function_arn, event, "Event")
+        self.progress(f"requested {route.url} with {path} -> {name}")
+        return route.url
+
     def run_until_quiet(self, max_wait: float = 3600.0) -> None:
         """Deliver events and run jobs until nothing is left to do."""
         _run_until_quiet(self.source, self.lambdas, self.batch, self.store, self.progress,
@@ -173,21 +198,26 @@ class LocalCloud:
 
 def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], state_dir: Path,
               progress: Progress, layer_zip: Path = DEFAULT_LAYER_ZIP,
-              batch_pyz: Path = DEFAULT_BATCH_PYZ, max_wait: float = 3600.0) -> LocalReport:
-    """Deploy ``fdl`` into an embedded endpoint, upload ``puts``, run until quiet.
+              batch_pyz: Path = DEFAULT_BATCH_PYZ, max_wait: float = 3600.0,
+              requests: Sequence[Path] = ()) -> LocalReport:
+    """Deploy ``fdl`` into an embedded endpoint, upload ``puts``, send ``requests``
+    through the entry function's REST API, run until quiet.
 
     The files go to the first input path of the workflow's first entry function.
     Raises ``ConfigError``/``SupervisorError`` for what stops the session
     before anything runs (a bad definition, a loop, missing artefacts).
     """
     configs = from_fdl(fdl)
-    for put in puts:
-        if not put.is_file():
-            raise ConfigError([f"--put {put}: not a file"])
+    for option, paths in (("--put", puts), ("--request", requests)):
+        for path in paths:
+            if not path.is_file():
+                raise ConfigError([f"{option} {path}: not a file"])
     with LocalCloud(configs, state_dir=state_dir, progress=progress, timeout=timeout,
                     layer_zip=layer_zip, batch_pyz=batch_pyz) as cloud:
         for put in puts:
             cloud.upload(put)
+        for body in requests:
+            cloud.request(body)
         cloud.run_until_quiet(max_wait)
         return cloud.report()
 
@@ -256,7 +286,8 @@ def _rows(doc: dict[str, Any], configs: dict[str, FunctionConfig]) -> list[dict[
                                  error=inv.get("error") or inv.get("status")))
             continue
         for record in records:
-            obj = f"s3://{record.get('bucket')}/{record.get('key')}"
+            obj = (f"s3://{record.get('bucket')}/{record.get('key')}" if record.get("bucket")
+                   else "(request)")
             job_id = record.get("job_id")
             if record.get("status") == "delegated" and job_id:
                 job = doc["jobs"].get(job_id, {})

@@ -50,6 +50,7 @@ from .requests import (
                    PermissionRequest,
                    Plan,
                    Request,
+                   RestApiRequest,
 )
 from .userdata import batch_user_data
 from .waiting import Waiting
@@ -61,7 +62,7 @@ __all__ = [
     "Plan", "Request", "Outcome", "Action",
     "BucketRequest", "NotificationRequest", "PermissionRequest", "LayerRequest",
     "FunctionRequest", "LogGroupRequest", "ArtifactRequest", "LaunchTemplateRequest",
-    "ComputeEnvironmentRequest", "JobQueueRequest", "JobDefinitionRequest",
+    "ComputeEnvironmentRequest", "JobQueueRequest", "JobDefinitionRequest", "RestApiRequest",
     "DEFAULT_LAYER_NAME", "DEFAULT_LAYER_ZIP", "DEFAULT_BATCH_PYZ", "DEFAULT_UDOCKER_LAYER_ZIP", "DEFAULT_RUNTIME",
     "HANDLER", "PLACEHOLDER_ACCOUNT_ID", "MAX_JOB_DEFINITION_BYTES",
 ]

@@ -6,6 +6,7 @@ calls, so a deploy that changes nothing makes no mutating call.
 from __future__ import annotations
 
 from ..aws import ClientFactory
+from .apigw import ensure_rest_api
 from .batch import ensure_compute_environment, ensure_job_definition, ensure_job_queue
 from .ec2 import ensure_launch_template
 from .lambda_fn import ensure_function, ensure_layer, ensure_permission
@@ -24,6 +25,7 @@ from .requests import (
     Outcome,
     PermissionRequest,
     Plan,
+    RestApiRequest,
 )
 from .s3 import ensure_artifact, ensure_bucket, ensure_notifications
 from .waiting import DEFAULT_WAITING, Waiting
@@ -79,6 +81,9 @@ def apply(plan: Plan, clients: ClientFactory, *, waiting: Waiting = DEFAULT_WAIT
         outcomes.append(ensure_log_group(clients.client("logs"), log_group))
     for permission in plan.all(PermissionRequest):
         outcomes.append(ensure_permission(lam, permission))
+    api = plan.one(RestApiRequest)
+    if api is not None:  # after the function: the grant names it
+        outcomes.append(ensure_rest_api(clients.client("apigateway"), lam, api))
     by_bucket: dict[str, list[NotificationRequest]] = {}
     for notification in plan.all(NotificationRequest):
         by_bucket.setdefault(notification.bucket, []).append(notification)

@@ -15,7 +15,6 @@ __all__ = ["IGNORED_KEYS", "IGNORED_PROVIDERS", "ignored_keys", "ignored_fdl_key
 IGNORED_KEYS: Mapping[str, str] = {
     "deployment": "the deployment package is small and uploaded directly; no deployment "
                   "bucket is used",
-    "api_gateway": "no REST API is created; invoke the function with supervisor invoke",
     "run_script": "it is what scar run sends as the event's script; supervisor invoke sends "
                   "a script the same way",
     "supervisor": "SCAR's faas-supervisor layer settings; this project deploys its own layer",

@@ -18,7 +18,8 @@ from .waiting import Waiting, wait_until
 
 __all__ = [
     "ensure_layer", "ensure_function", "ensure_permission", "function_configuration",
-    "configuration_diff", "remove_permissions", "remove_function", "remove_layer_versions",
+    "configuration_diff", "function_statements", "remove_permissions", "remove_function",
+    "remove_layer_versions",
 
 ]
 
@@ -155,7 +156,8 @@ def ensure_function(lam: Any, request: FunctionRequest, layer_arns: Sequence[str
     return Outcome(request.kind, request.name, "updated", arn, ", ".join(changed))
 
 
-def _statements(lam: Any, name: str) -> list[Mapping[str, Any]]:
+def function_statements(lam: Any, name: str) -> list[Mapping[str, Any]]:
+    """The statements of the function's resource policy (empty: none, or no function)."""
     from botocore.exceptions import ClientError
 
     with translated(f"cannot read the policy of function {name}"):
@@ -189,7 +191,7 @@ def _matches(statement: Mapping[str, Any], request: PermissionRequest) -> bool:
 
 def ensure_permission(lam: Any, request: PermissionRequest) -> Outcome:
     """Let S3 invoke the function for notifications of one bucket (replace a stale grant)."""
-    found = next((s for s in _statements(lam, request.function_name)
+    found = next((s for s in function_statements(lam, request.function_name)
                   if s.get("Sid") == request.statement_id), None)
     if found is not None and _matches(found, request):
         return Outcome(request.kind, request.name, "unchanged")
@@ -207,7 +209,7 @@ def remove_permissions(lam: Any, function_name: str) -> list[Outcome]:
     kind = PermissionRequest.kind
     if function_configuration(lam, function_name) is None:
         return [Outcome(kind, f"{function_name}/*", "unchanged", detail="no such function")]
-    ours = [str(s["Sid"]) for s in _statements(lam, function_name)
+    ours = [str(s["Sid"]) for s in function_statements(lam, function_name)
             if str(s.get("Sid", "")).startswith(f"{NOTIFICATION_PREFIX}s3-")]
     if not ours:
         return [Outcome(kind, f"{function_name}/*", "unchanged", detail="none of ours")]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import FunctionConfig, StoragePath
+from .apigw import api_gateway_request
 from .batch_plan import (
     compute_environment_request,
     fill_account,
@@ -216,6 +217,9 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
                         f"a direct upload allows {MAX_DIRECT_UPLOAD}")
     containers = runs_containers_on_lambda(config)
     options = lambda_options(config, containers, problems)
+    fn_arn = function_arn(region, account_id, config.name)
+    api = api_gateway_request(config.raw.get("api_gateway"), config.name, fn_arn, region,
+                              account_id, problems)
     if containers:
         missing = _file_problem(udocker_layer_zip, "udocker layer zip",
                                 "build it with ./build.sh layer (the function runs its script "
@@ -232,7 +236,6 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
 
     names = names_of(config, layer_name)
     shipped, image_artifact = _shipped_image(config, names)
-    fn_arn = function_arn(region, account_id, config.name)
     requests: list[Request] = [BucketRequest(name=b, region=region, function=config.name)
                                for b in names.buckets]
     requests.append(LayerRequest(name=names.layer, zip_path=layer_zip,
@@ -255,6 +258,8 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
     if config.log_retention_days is not None:
         requests.append(LogGroupRequest(name=names.log_group,
                                         retention_days=config.log_retention_days))
+    if api is not None:
+        requests.append(api)
     requests.extend(_notification_requests(config, names, fn_arn, account_id, region))
     if config.delegates:
         requests.extend(_batch_requests(config, names, pyz, account_id, region))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..aws import ClientFactory
 from ..config import FunctionConfig
+from .apigw import remove_rest_apis
 from .batch import (
     compute_environments_using_template,
     remove_compute_environment,
@@ -40,7 +41,8 @@ def remove(config: FunctionConfig, clients: ClientFactory, *,
     names = names_of(config, layer_name)
     s3 = clients.client("s3")
     lam = clients.client("lambda")
-    outcomes: list[Outcome] = []
+    outcomes = remove_rest_apis(clients.client("apigateway"), names.function,
+                                expected=bool(config.raw.get("api_gateway")))
     for bucket in names.input_buckets:
         outcomes.append(remove_notifications(s3, bucket, names.function))
     outcomes.extend(remove_permissions(lam, names.function))

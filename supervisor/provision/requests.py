@@ -20,7 +20,8 @@ __all__ = [
     "Action", "Outcome", "BucketRequest", "NotificationRequest", "PermissionRequest",
     "LayerRequest", "FunctionRequest", "LogGroupRequest", "ArtifactRequest",
     "LaunchTemplateRequest", "ComputeEnvironmentRequest", "JobQueueRequest",
-    "JobDefinitionRequest", "Request", "Plan", "MARKER",
+    "JobDefinitionRequest", "RestApiRequest", "Request", "Plan", "MARKER", "STAGE",
+    "endpoint_url",
 ]
 
 Action = Literal["created", "updated", "unchanged", "deleted", "kept"]
@@ -313,13 +314,55 @@ class JobDefinitionRequest:
         return dict(body)
 
 
+#: The REST API stage SCAR deploys to.
+STAGE = "scar"
+
+
+def endpoint_url(api_id: str, region: str, stage: str = STAGE) -> str:
+    """SCAR's endpoint of a REST API:
+    ``https://<id>.execute-api.<region>.amazonaws.com/<stage>/launch``."""
+    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}/launch"
+
+
+@dataclass(frozen=True)
+class RestApiRequest:
+    """The REST API that lets HTTP requests invoke the function (``api_gateway.name``)."""
+
+    kind: ClassVar[str] = "api-gateway"
+    tag: ClassVar[str] = "supervisor:function"  # how deploy, rm and invoke find the API
+    name: str
+    function_name: str
+    function_arn: str
+    region: str
+    account_id: str
+    stage: str = STAGE
+
+    @property
+    def integration_uri(self) -> str:
+        """The ``AWS_PROXY`` integration's URI: Lambda's Invoke of the function."""
+        return (f"arn:aws:apigateway:{self.region}:lambda:path/2015-03-31/functions/"
+                f"{self.function_arn}/invocations")
+
+    def source_arn(self, api_id: str) -> str:
+        """What the function's invoke permission is limited to: any method of this API."""
+        return f"arn:aws:execute-api:{self.region}:{self.account_id}:{api_id}/*"
+
+    def fields(self) -> dict[str, Any]:
+        """The request's settings, JSON-ready."""
+        return {"stage": self.stage, "resource": "/{proxy+}", "method": "ANY",
+                "integration": {"type": "AWS_PROXY", "uri": self.integration_uri},
+                "tags": {self.tag: self.function_name},
+                "endpoint": endpoint_url("<api-id>", self.region, self.stage)}
+
+
 Request = Union[BucketRequest, NotificationRequest, PermissionRequest, LayerRequest,
                 FunctionRequest, LogGroupRequest, ArtifactRequest, LaunchTemplateRequest,
-                ComputeEnvironmentRequest, JobQueueRequest, JobDefinitionRequest]
+                ComputeEnvironmentRequest, JobQueueRequest, JobDefinitionRequest,
+                RestApiRequest]
 
 R = TypeVar("R", BucketRequest, NotificationRequest, PermissionRequest, LayerRequest,
             FunctionRequest, LogGroupRequest, ArtifactRequest, LaunchTemplateRequest,
-            ComputeEnvironmentRequest, JobQueueRequest, JobDefinitionRequest)
+            ComputeEnvironmentRequest, JobQueueRequest, JobDefinitionRequest, RestApiRequest)
 
 
 @dataclass(frozen=True)

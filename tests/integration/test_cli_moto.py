@@ -540,9 +540,9 @@ storage_providers:
     assert code == 0, err
     notes = [line for line in err.splitlines() if ": ignored: " in line]
     for key in ("functions.oscar", "scar-keys.deployment", "scar-keys.run_script",
-                "scar-keys.api_gateway", "scar-keys.storage_providers.onedata"):
+                "scar-keys.storage_providers.onedata"):
         assert any(line.startswith(f"{key}: ignored: ") for line in notes), (key, notes)
-    assert len(notes) == 5  # vpc, file_system and architectures are deployed
+    assert len(notes) == 4  # vpc, file_system, architectures and api_gateway are deployed
 
 
 def test_vpc_file_system_and_architectures_reach_the_function(
@@ -592,6 +592,69 @@ functions:
     assert cli("rm", "-f", str(fdl))[0] == 0
 
 
+def test_api_gateway_makes_scars_rest_api_in_front_of_the_function(
+        cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str]) -> None:
+    name = f"scar-api-{uuid.uuid4().hex[:8]}"
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text(f"""\
+functions:
+  aws:
+  - lambda:
+      name: {name}
+      init_script: job.sh
+      input: [{{storage_provider: s3, path: {name}/input}}]
+      output: [{{storage_provider: s3, path: {name}/output}}]
+    api_gateway: {{name: {name}-api}}
+    iam: {{role: "{roles["lambda"]}"}}
+""")
+    (tmp_path / "job.sh").write_text('wc -c "$INPUT_FILE_PATH"\n')
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
+    assert code == 0, err
+    apigw = _client("apigateway", cli.endpoint)
+    [api] = [a for a in apigw.get_rest_apis()["items"] if a["name"] == f"{name}-api"]
+    assert api["tags"] == {"supervisor:function": name}
+    assert f"https://{api['id']}.execute-api.us-east-1.amazonaws.com/scar/launch" in out
+    [proxy] = [r for r in apigw.get_resources(restApiId=api["id"])["items"]
+               if r["path"] == "/{proxy+}"]
+    integration = apigw.get_integration(restApiId=api["id"], resourceId=proxy["id"],
+                                        httpMethod="ANY")
+    assert integration["type"] == "AWS_PROXY"
+    assert integration["uri"].endswith(f":function:{name}/invocations")
+    assert [s["stageName"] for s in apigw.get_stages(restApiId=api["id"])["item"]] == ["scar"]
+    policy = json.loads(_client("lambda", cli.endpoint).get_policy(FunctionName=name)["Policy"])
+    [grant] = [s for s in policy["Statement"] if s["Sid"] == "supervisor-apigateway"]
+    assert grant["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert f":{api['id']}/*" in json.dumps(grant["Condition"])
+
+    before = len(cli.recorder.calls)
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)  # nothing changed
+    assert code == 0, err
+    assert [n for n, _ in cli.recorder.calls[before:] if not n.startswith(READ_ONLY)] == []
+
+    # invoke --api: moto serves no execute-api host, so the request goes to the function
+    # as API Gateway's AWS_PROXY event (moto cannot run the function's code: no Docker)
+    before = len(cli.recorder.calls)
+    code, out, err = cli("invoke", "-n", name, "--api", "--data", "hello", "--async", "--json")
+    assert code == 0, err
+    assert "no execute-api host at this endpoint" in err
+    [(_, params)] = [c for c in cli.recorder.calls[before:] if c[0] == "Invoke"]
+    assert params["FunctionName"].endswith(f":function:{name}")
+    assert params["InvocationType"] == "Event"
+    event = json.loads(params["Payload"])
+    assert (event["httpMethod"], event["resource"], event["body"], event["isBase64Encoded"]) \
+        == ("POST", "/{proxy+}", "hello", False)
+    assert event["requestContext"]["apiId"] == api["id"]
+    assert event["headers"]["X-Amz-Invocation-Type"] == "Event"
+    assert json.loads(out)["endpoint"].startswith(f"https://{api['id']}.execute-api.")
+
+    code, out, err = cli("rm", "-f", str(fdl))
+    assert code == 0, err
+    assert [a for a in apigw.get_rest_apis()["items"]
+            if a.get("tags", {}).get("supervisor:function") == name] == []
+    code, out, err = cli("invoke", "-n", name, "--api", "--data", "hello")
+    assert code == 1 and f"supervisor: {name}: no REST API was deployed for it" in err
+
+
 @pytest.mark.parametrize("lines, problem", [
     ("vpc: {SubnetIds: [subnet-nope], SecurityGroupIds: [sg-nope]}", "vpc.SubnetIds: "),
     ("vpc: {SubnetIds: subnet-1}", "vpc: SubnetIds and SecurityGroupIds must each"),
@@ -600,6 +663,8 @@ functions:
     ("architectures: [sparc]", "architectures: ['sparc']; must be one of x86_64, arm64"),
     ("architectures: [arm64]\n      container: {image: busybox}",
      "architectures: arm64 cannot run container.image on Lambda"),
+    ("api_gateway: {stage_name: prod}", "api_gateway.name: missing"),
+    ("api_gateway: {name: api, authorizer: x}", "api_gateway: unknown keys authorizer"),
 ])
 def test_bad_vpc_file_system_or_architectures_are_one_line_before_anything_is_made(
         cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],

@@ -249,3 +249,36 @@ def test_an_older_form_two_step_workflow_chains_through_scars_folders(
     assert report.rows[0]["outputs"] == ["s3://work/step-one/output/up.txt"]
     outputs = tmp_path / "s" / "outputs" / "work"
     assert (outputs / "final" / "count.txt").read_text().strip() == "6"
+
+
+def test_a_request_through_the_functions_rest_api_runs_it_with_the_body_as_input(
+        tmp_path: Path, built: Built) -> None:
+    """SCAR's darknet-api shape: api_gateway deployed, the POST body becomes the input file,
+    its outputs go to the output path (a second request to another function chains)."""
+    build_busybox_image(tmp_path / "busybox.tar")
+    fdl = write_fdl(tmp_path, """\
+        functions:
+          aws:
+          - lambda:
+              name: api-count
+              init_script: count.sh
+              container: {image: busybox, image_file: busybox.tar}
+              input: [{storage_provider: s3, path: api/input}]
+              output: [{storage_provider: s3, path: api/output}]
+            api_gateway: {name: api-count}
+        """, {"count.sh": 'echo "$(basename "$INPUT_FILE_PATH") $(wc -c < "$INPUT_FILE_PATH")"'
+                          ' > "$TMP_OUTPUT_DIR/count.txt"\n'})
+    (tmp_path / "photo.jpg").write_bytes(bytes(range(256)) * 4)  # binary: sent base64
+    progress: list[str] = []
+    report = run_local(fdl, [], requests=[tmp_path / "photo.jpg"], timeout=None,
+                       state_dir=tmp_path / "s", progress=say(progress),
+                       layer_zip=built.layer, batch_pyz=built.pyz, max_wait=240)
+    assert report.ok, report.rows
+    [row] = report.rows
+    assert (row["object"], row["function"], row["status"]) == (
+        "(request)", "api-count", "completed")
+    assert row["outputs"] == ["s3://api/output/count.txt"]
+    count = (tmp_path / "s" / "outputs" / "api" / "output" / "count.txt").read_text().split()
+    assert count == ["photo.jpg", "1024"]
+    assert any(line.startswith("requested https://") and "/scar/launch with " in line
+               for line in progress), progress

@@ -521,9 +521,10 @@ class FakeRunner:
 
     def __call__(self, fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
                  state_dir: Path, progress: Callable[[str], None],
-                 max_wait: float) -> FakeReport:
+                 max_wait: float, requests: Sequence[Path] = ()) -> FakeReport:
         self.calls.append({"fdl": fdl, "puts": list(puts), "timeout": timeout,
-                           "state_dir": state_dir, "max_wait": max_wait})
+                           "state_dir": state_dir, "max_wait": max_wait,
+                           "requests": list(requests)})
         progress("embedded AWS endpoint: http://127.0.0.1:5555")
         progress("uploaded daisy.jpg")
         return self.report
@@ -542,15 +543,24 @@ def _local_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
          "--put", str(tmp_path / "rose.jpg"), *extra])
 
 
+def test_local_needs_something_to_run() -> None:
+    args = build_parser().parse_args(["local", "-f", "function.yaml"])
+    with pytest.raises(CliError, match="nothing to run: give files with --put"):
+        run_local_command(args, context()[0], runner=FakeRunner(FakeReport(rows=[], ok=True)))
+
+
 def test_local_runs_the_session_and_prints_progress_then_the_table(tmp_path: Path) -> None:
     runner = FakeRunner(FakeReport(rows=ROWS, ok=True))
     ctx, out, err = context()
+    (tmp_path / "body.bin").write_bytes(b"z")
     code = run_local_command(_local_args(tmp_path, "--timeout", "5", "--state-dir", "st",
-                                         "--max-wait", "90"), ctx, runner=runner)
+                                         "--max-wait", "90", "--request",
+                                         str(tmp_path / "body.bin")), ctx, runner=runner)
     assert code == 0
     assert runner.calls == [{"fdl": Path("function.yaml"),
                              "puts": [tmp_path / "daisy.jpg", tmp_path / "rose.jpg"],
-                             "timeout": 5.0, "state_dir": Path("st"), "max_wait": 90.0}]
+                             "timeout": 5.0, "state_dir": Path("st"), "max_wait": 90.0,
+                             "requests": [tmp_path / "body.bin"]}]
     assert err.getvalue() == ("embedded AWS endpoint: http://127.0.0.1:5555\n"
                               "uploaded daisy.jpg\n")
     header, row = out.getvalue().splitlines()
@@ -593,3 +603,36 @@ def test_local_refuses_a_missing_file_before_starting(tmp_path: Path) -> None:
     with pytest.raises(CliError, match="no such file: .*gone.jpg"):
         run_local_command(args, context()[0], runner=runner)
     assert runner.calls == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["invoke", "-n", "f"], "invoke needs -b BUCKET and -k KEY"),
+    (["invoke", "-n", "f", "-b", "b", "-k", "k", "--data", "x"], "--data and --data-file go "
+                                                                 "with --api"),
+    (["invoke", "-n", "f", "--api", "-b", "b"], "--api sends a request body"),
+])
+def test_invoke_refuses_mixed_or_missing_targets_before_any_call(
+        capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    calls = Calls()
+    code, out, err = run(capsys, *argv, calls=calls)
+    assert code == 1 and message in err and err.count("\n") == 1, err
+    assert (calls.sessions, calls.operations) == (0, [])
+
+
+def test_an_api_request_event_is_what_api_gateway_sends_and_the_handler_reads() -> None:
+    from supervisor.direct import direct_invocation
+    from supervisor.gateway import Route, proxy_event
+
+    route = Route(api_id="abc123", stage="scar", region="eu-west-1",
+                  url="https://abc123.execute-api.eu-west-1.amazonaws.com/scar/launch",
+                  function_arn="arn:aws:lambda:eu-west-1:1:function:f")
+    binary = bytes(range(256))
+    event = proxy_event(route, binary, headers={
+        "Content-Disposition": 'attachment; filename="photo.jpg"'})
+    assert event["isBase64Encoded"] is True
+    assert event["headers"]["Host"] == "abc123.execute-api.eu-west-1.amazonaws.com"
+    assert event["requestContext"]["path"] == "/scar/launch"
+    direct = direct_invocation(json.loads(json.dumps(event)))
+    assert direct is not None
+    assert (direct.kind, direct.body, direct.body_name) == ("api-gateway", binary, "photo.jpg")
+    assert proxy_event(route, b"text")["body"] == "text"
