@@ -3,14 +3,13 @@
 :func:`build_env` makes the script's environment from plain values (the
 contract in ``DESIGN.md``); :func:`run` starts ``/bin/sh SCRIPT`` in its own
 session, streams its combined output to a capped log file, and stops the
-whole process group at the deadline (see :mod:`supervisor.watchdog`).
+whole process group at the deadline (see :mod:`supervisor.process`).
 """
 from __future__ import annotations
 
 import collections
 import functools
 import os
-import select
 import selectors
 import signal
 import socket
@@ -22,15 +21,15 @@ from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, Sequence
 
 from .errors import ScriptError
-from .watchdog import (
-    Clock,
-    Deadline,
+from .process import (
     become_subreaper,
     children,
     hide_environment,
     kill_group,
     kill_strays,
+    wait_exit,
 )
+from .watchdog import Clock, Deadline
 from .workdir import WorkDirs
 
 __all__ = [
@@ -221,37 +220,6 @@ class RunResult:
     def succeeded(self) -> bool:
         """The script exited 0 before the deadline."""
         return self.exit_code == 0 and not self.timed_out
-
-
-def _wait(proc: "subprocess.Popen[bytes]", timeout: Optional[float]) -> bool:
-    """Wait up to ``timeout`` seconds (None: for ever) for ``proc``; True once it exited.
-
-    Woken by the kernel the moment the process exits (a pidfd on Linux),
-    instead of ``Popen.wait``'s sleep-and-poll loop, which adds up to 50 ms
-    to every short script.
-    """
-    if timeout is None:
-        proc.wait()
-        return True
-    if proc.poll() is not None:
-        return True
-    pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is not None:
-        try:
-            fd = pidfd_open(proc.pid)
-        except OSError:  # no pidfd support here (old kernel, seccomp): poll instead
-            pass
-        else:
-            try:
-                select.select([fd], [], [], max(timeout, 0.0))
-            finally:
-                os.close(fd)
-            return proc.poll() is not None
-    try:
-        proc.wait(timeout=timeout)
-        return True
-    except subprocess.TimeoutExpired:
-        return False
 
 
 def script_argv(script_path: Path) -> list[str]:
@@ -485,7 +453,7 @@ def run(
 
     timed_out = False
     try:
-        while not _wait(proc, deadline.remaining(clock)):
+        while not wait_exit(proc, deadline.remaining(clock)):
             if deadline.expired(clock):
                 timed_out = True
                 kill_group(proc.pid, grace=grace, leader=proc)

@@ -36,10 +36,8 @@ one child of an array job, counts as one).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -49,8 +47,9 @@ from pathlib import Path
 from typing import IO, Any, Collection, Mapping, Optional
 
 from ..errors import ScriptError
+from ..process import kill_groups
 from ..runner import DEFAULT_PATH, shell_exit_code
-from ..watchdog import Clock, Deadline, kill_group
+from ..watchdog import Clock, Deadline
 from .batch_resolve import (
     EXIT_REASON,
     TIMEOUT_REASON,
@@ -467,17 +466,11 @@ class LocalBatchExecutor:
         return _Node(launch=launch, proc=proc, log=log_path)
 
     def _stop_nodes(self, nodes: list[_Node]) -> None:
-        """SIGTERM every node's group at once, then wait for each (SIGKILL after grace)."""
-        for node in nodes:
-            try:
-                os.killpg(node.proc.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-        for node in nodes:
-            try:
-                kill_group(node.proc.pid, grace=self._grace, leader=node.proc)
-            except ScriptError as exc:
-                log.warning("cannot stop a Batch job process", extra={"error": str(exc)})
+        """SIGTERM every node's group at once, SIGKILL what is left after the grace."""
+        try:
+            kill_groups([node.proc for node in nodes], grace=self._grace)
+        except ScriptError as exc:
+            log.warning("cannot stop a Batch job process", extra={"error": str(exc)})
 
     @staticmethod
     def _node_records(nodes: list[_Node]) -> tuple[dict[str, Any], ...]:

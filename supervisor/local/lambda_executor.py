@@ -52,12 +52,13 @@ from typing import IO, Any, Callable, Literal, Mapping, Optional, Union, overloa
 from urllib.parse import unquote_plus
 
 from ..aws import ClientFactory
+from ..process import kill_group_now, kill_tree, wait_exit
 from .lambda_sandbox import LocalLambdaError, Sandbox, Sandboxes, lambda_environment
 from .store import LocalStore
 
 __all__ = [
     "LambdaExecutor", "Invocation", "InvocationType", "InvocationStatus", "LocalLambdaError",
-    "kill_tree", "INIT_TIMEOUT_S", "KILL_MARGIN_S",
+    "INIT_TIMEOUT_S", "KILL_MARGIN_S",
 ]
 
 InvocationType = Literal["Event", "RequestResponse"]
@@ -68,7 +69,6 @@ INIT_TIMEOUT_S = 10.0
 KILL_MARGIN_S = 0.1
 """How long after the timeout the hard kill comes: the poll granularity, no more."""
 WORKER = Path(__file__).with_name("lambda_worker.py")
-_STOP_ROUNDS = 20
 _RECORD_KEYS = ("bucket", "key", "status", "exit_code", "job_id", "uploaded", "error",
                 "reason")
 
@@ -417,9 +417,7 @@ class LambdaExecutor:
             init_limit = spawned + self.init_timeout
             ready_at = _wait_ready(read_fd, init_limit)
             limit = ready_at + sandbox.timeout if ready_at is not None else init_limit
-            try:
-                proc.wait(timeout=max(0.0, limit + KILL_MARGIN_S - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if not wait_exit(proc, max(0.0, limit + KILL_MARGIN_S - time.monotonic())):
                 kill_tree(proc.pid)
                 proc.wait()
                 if ready_at is None:
@@ -433,7 +431,7 @@ class LambdaExecutor:
             return _Run("exited", ready_at, spawned, proc.returncode)
         finally:
             os.close(read_fd)
-            _kill_group(proc.pid)  # what the worker left in its group: the sandbox goes away
+            kill_group_now(proc.pid)  # what the worker left in its group: the sandbox goes away
             with self._cond:
                 self._running.pop(proc.pid, None)
 
@@ -563,74 +561,3 @@ def _report_line(rid: str, duration: float, init: float, memory: int, status: st
             f"Billed Duration: {math.ceil(ms)} ms\tMemory Size: {memory} MB\t"
             f"Init Duration: {init * 1000:.2f} ms")
     return line + ("\tStatus: timeout" if status == "timed-out" else "")
-
-
-# --- killing a whole process tree -----------------------------------------------------------
-
-
-def _children() -> Optional[dict[int, list[int]]]:
-    """ppid -> live pids, from ``/proc``; None when it cannot be read."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    children: dict[int, list[int]] = {}
-    for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
-                fields = stat.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if len(fields) >= 2 and fields[0] not in ("Z", "X"):
-            children.setdefault(int(fields[1]), []).append(int(name))
-    return children
-
-
-def _tree(root: int) -> list[int]:
-    children = _children()
-    if children is None:
-        return [root]
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def kill_tree(root: int) -> None:
-    """SIGKILL ``root`` and every process descended from it, whatever their session.
-
-    The supervisor starts the user's script in a session of its own, so
-    killing the worker's process group would not reach it. The tree is
-    walked through ``/proc`` and every member stopped (SIGSTOP) until no new
-    one appears, so nothing can fork away meanwhile; then all are killed,
-    with ``root``'s process group. Without ``/proc``, only ``root``'s group.
-    """
-    stopped: list[int] = []
-    for _ in range(_STOP_ROUNDS):
-        new = [pid for pid in _tree(root) if pid not in stopped]
-        if not new:
-            break
-        for pid in new:
-            _signal(pid, signal.SIGSTOP)
-        stopped.extend(new)
-    for pid in stopped:
-        _signal(pid, signal.SIGKILL)
-    _kill_group(root)

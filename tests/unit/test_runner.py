@@ -14,6 +14,7 @@ import pytest
 from conftest import process_gone
 
 from supervisor.errors import ScriptError
+from supervisor.process import become_subreaper
 from supervisor.runner import (
     CONTRACT_VARS,
     CREDENTIAL_VARS,
@@ -27,7 +28,7 @@ from supervisor.runner import (
     script_argv,
     write_script,
 )
-from supervisor.watchdog import Deadline, become_subreaper
+from supervisor.watchdog import Deadline
 from supervisor.workdir import WorkDirs
 
 
