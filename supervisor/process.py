@@ -8,13 +8,13 @@ Batch job) leads a session of its own; this module is the one place that stops t
 - :func:`kill_group_now`: SIGKILL to a group at once (a Lambda sandbox going away).
 - :func:`kill_tree`: a process and every descendant, whatever their session, stopped
   (SIGSTOP, so nothing forks away meanwhile) and SIGKILLed (a Lambda timeout).
-- :func:`kill_strays`: what a run left outside its process group, adopted by this process
-  as a subreaper (:func:`become_subreaper`), killed at the run's end.
+- :class:`Strays`: what one run left outside its process group, adopted by this process as
+  a subreaper (:func:`become_subreaper`), killed at the run's end, never another run's.
 - :func:`wait_exit`: woken the moment a child exits (a pidfd on Linux).
 
 On Linux ``/proc`` tells a live process from a zombie and gives each process's parent,
 group, session and start time; without it the group functions trust ``killpg`` alone,
-:func:`kill_tree` reaches only the root's group and :func:`kill_strays` finds nothing.
+:func:`kill_tree` reaches only the root's group and :class:`Strays` finds nothing.
 """
 from __future__ import annotations
 
@@ -23,21 +23,21 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from .errors import ScriptError
 
 __all__ = [
+    "Strays",
     "become_subreaper",
-    "children",
     "group_alive",
     "hide_environment",
     "kill_group",
     "kill_group_now",
     "kill_groups",
-    "kill_strays",
     "kill_tree",
     "wait_exit",
 ]
@@ -299,7 +299,7 @@ def become_subreaper() -> bool:
 
     A script's process that leaves its process group (``setsid``) and outlives
     its parent is then handed to the supervisor instead of to init, where
-    :func:`kill_strays` finds it. Returns whether it took effect.
+    :meth:`Strays.end` finds it. Returns whether it took effect.
     """
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
@@ -328,7 +328,7 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-# --- the strays of a run ---------------------------------------------------------------------
+# --- the strays of one run -------------------------------------------------------------------
 
 
 def _listed_children() -> Optional[list[int]]:
@@ -369,27 +369,79 @@ def _sigkill_child(pid: int) -> bool:
     return True
 
 
-def children() -> set[int]:
-    """The pids of this process's children (empty where ``/proc`` cannot be read)."""
-    return {proc.pid for proc in _children()}
+_live_lock = threading.Lock()
+_live: "set[Strays]" = set()  # the runs of this process that have begun and not ended
+_sweep_lock = threading.Lock()  # one sweep at a time: a pid is killed and reaped once
 
 
-def kill_strays(before: Collection[int]) -> list[int]:
-    """SIGKILL and reap every child of this process not in ``before``; returns their pids.
+class Strays:
+    """What one run leaves running outside its process group, and its end.
 
-    For a subreaper these are what a script left behind outside its process
-    group. Their own children come to this process as they die, so this goes
-    on until none is left (a few rounds at most).
+    Create it just before the run's process starts (from then on what starts
+    may be this run's), :meth:`lead` with that process, which leads a session
+    of its own, and :meth:`end` it once the run's group is stopped. Several runs
+    may be live in one process at once (threads); a child of this process is
+    this run's stray when it started after the run began, belongs to no other
+    live run's session or process group, and either is in this run's session
+    or group, or started while no other run that is still live had begun (so
+    only this run can have started it). What another live run started is
+    never killed: a process that left its session (``setsid``) while another
+    run overlapped cannot be told apart, and is left to the last of those runs
+    to end. Start times count in clock ticks (10 ms), so a child started in
+    the tick the run began counts as started after it. A child this process
+    starts during the run for something other than a run (a ``udocker``
+    command on another thread) cannot be told from the run's own and goes
+    with them.
     """
-    killed: list[int] = []
-    for _ in range(_STRAY_ROUNDS):
-        doomed = [pid for pid in children() - set(before) if _sigkill_child(pid)]
-        if not doomed:
-            break
-        for pid in doomed:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:  # reaped already
-                pass
-            killed.append(pid)
-    return killed
+
+    def __init__(self) -> None:
+        self.since = _boot_ticks()
+        self.leader: Optional[int] = None
+        with _live_lock:
+            _live.add(self)
+
+    def lead(self, pid: int) -> None:
+        """The run's process: the leader of its session and of its process group."""
+        self.leader = pid
+
+    def end(self, kill: bool = True) -> list[int]:
+        """End the run: SIGKILL and reap its strays (unless not ``kill``); their pids.
+
+        A killed stray's own children come to this process as it dies, so
+        this goes on until none is left (a few rounds at most). ``kill`` is
+        false when nothing of the run can be this process's child: it never
+        started, or this process is no subreaper.
+        """
+        if not kill:
+            self._forget()
+            return []
+        killed: list[int] = []
+        with _sweep_lock:  # a run that ends meanwhile sweeps after this one, without it
+            self._forget()
+            for _ in range(_STRAY_ROUNDS):
+                with _live_lock:
+                    others = list(_live)
+                strays = [proc.pid for proc in _children() if self._owns(proc, others)]
+                doomed = [pid for pid in strays if _sigkill_child(pid)]
+                if not doomed:
+                    break
+                for pid in doomed:
+                    try:
+                        os.waitpid(pid, 0)
+                    except ChildProcessError:  # reaped already
+                        pass
+                    killed.append(pid)
+        return killed
+
+    def _forget(self) -> None:
+        with _live_lock:
+            _live.discard(self)
+
+    def _owns(self, proc: _Proc, others: Sequence["Strays"]) -> bool:
+        if proc.start < self.since:  # it was there before this run began
+            return False
+        if any(other.leader in (proc.sid, proc.pgrp) for other in others):
+            return False
+        if self.leader in (proc.sid, proc.pgrp):
+            return True
+        return not any(other.since <= proc.start for other in others)

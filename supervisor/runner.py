@@ -3,7 +3,8 @@
 :func:`build_env` makes the script's environment from plain values (the
 contract in ``DESIGN.md``); :func:`run` starts ``/bin/sh SCRIPT`` in its own
 session, streams its combined output to a capped log file, and stops the
-whole process group at the deadline (see :mod:`supervisor.process`).
+whole process group at the deadline, and what the run left outside it at its
+end (see :mod:`supervisor.process`).
 """
 from __future__ import annotations
 
@@ -21,14 +22,7 @@ from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, Sequence
 
 from .errors import ScriptError
-from .process import (
-    become_subreaper,
-    children,
-    hide_environment,
-    kill_group,
-    kill_strays,
-    wait_exit,
-)
+from .process import Strays, become_subreaper, hide_environment, kill_group, wait_exit
 from .watchdog import Clock, Deadline
 from .workdir import WorkDirs
 
@@ -410,8 +404,10 @@ def run(
     cap only the marker line). At the deadline the whole process group gets
     SIGTERM, then SIGKILL after ``grace`` seconds, and the result says
     ``timed_out``. When the script exits by itself, whatever it left running
-    in its process group is stopped the same way, so nothing outlives the
-    run. A program that cannot be started is a
+    in its process group is stopped the same way, and what it left outside
+    the group is killed (:class:`~supervisor.process.Strays`: this run's
+    only, never what a concurrent run started), so nothing outlives the run.
+    A program that cannot be started is a
     :class:`~supervisor.errors.ScriptError`.
     """
     if not argv:
@@ -424,7 +420,7 @@ def run(
         raise ScriptError(f"cannot open the script log {log_path}: {exc}") from exc
     adopting = become_subreaper()
     hide_environment()  # the script cannot read the supervisor's /proc/<pid>/environ
-    before = children() if adopting else set()  # ours already, not the script's
+    strays = Strays()  # what starts from now on may be this run's
     started = clock()
     try:
         proc = subprocess.Popen(
@@ -439,11 +435,13 @@ def run(
             bufsize=0,
         )
     except (OSError, ValueError) as exc:
+        strays.end(kill=False)
         log.close()
         where = getattr(exc, "filename", None)
         detail = f" ({where})" if where and str(where) != argv[0] else ""
         raise ScriptError(f"cannot start {argv[0]}{detail}: {exc}") from exc
 
+    strays.lead(proc.pid)
     assert proc.stdout is not None
     # The pump owns a duplicate of the pipe's fd so it can close it on its
     # own thread; the Popen's copy is closed here.
@@ -463,10 +461,12 @@ def run(
         # Normal exit, timeout or an exception here: nothing of the group
         # may outlive the run (a backgrounded grandchild would also hold
         # the pipe open and keep the reader from ever seeing EOF), nor what
-        # left the group and was handed to this process as its subreaper.
-        kill_group(proc.pid, grace=grace, leader=proc)
-        if adopting:
-            kill_strays(before)
+        # left the group and was handed to this process as its subreaper
+        # (this run's only: another run of this process may still be going).
+        try:
+            kill_group(proc.pid, grace=grace, leader=proc)
+        finally:
+            strays.end(kill=adopting)  # without a subreaper, init has them
         pump.thread.join(_READER_JOIN)
         if pump.thread.is_alive():  # someone outside the group holds the pipe
             pump.stop()

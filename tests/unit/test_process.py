@@ -10,6 +10,7 @@ import pytest
 from conftest import process_gone
 
 from supervisor.process import (
+    Strays,
     group_alive,
     kill_group,
     kill_group_now,
@@ -143,3 +144,43 @@ def test_wait_exit_gives_up_at_the_timeout(tmp_path: Path) -> None:
         assert proc.returncode is None
     finally:
         kill_group(proc.pid, grace=0.5, leader=proc)
+
+
+# --- Strays ---------------------------------------------------------------------
+
+
+def test_strays_are_children_started_after_the_run_began(tmp_path: Path) -> None:
+    earlier = start_group(tmp_path, "exec sleep 60")
+    time.sleep(0.05)  # start times count in clock ticks (10 ms)
+    strays = Strays()
+    later = start_group(tmp_path, "exec sleep 60")
+    try:
+        assert strays.end() == [later.pid]
+        assert process_gone(later.pid) and not process_gone(earlier.pid, wait=0)
+    finally:
+        kill_group(earlier.pid, grace=0.5, leader=earlier)
+        later.poll()
+
+
+def test_strays_spare_another_live_runs_process(tmp_path: Path) -> None:
+    first = Strays()
+    second = Strays()
+    theirs = start_group(tmp_path, "exec sleep 60")
+    second.lead(theirs.pid)
+    try:
+        assert first.end() == []  # started while the other run was live, and leads it
+        assert not process_gone(theirs.pid, wait=0)
+    finally:
+        swept = second.end()
+        theirs.poll()
+    assert swept == [theirs.pid]
+
+
+def test_a_run_that_ends_without_a_sweep_kills_nothing(tmp_path: Path) -> None:
+    strays = Strays()
+    child = start_group(tmp_path, "exec sleep 60")
+    try:
+        assert strays.end(kill=False) == []
+        assert not process_gone(child.pid, wait=0)
+    finally:
+        kill_group(child.pid, grace=0.5, leader=child)

@@ -6,7 +6,9 @@ import os
 import shutil
 import signal
 import stat
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -404,6 +406,92 @@ def test_a_process_escaping_the_group_does_not_block_the_run(work: WorkDirs) -> 
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
             except ProcessLookupError:  # killed by the run already
                 pass
+
+
+# --- run: two runs at once in one process ----------------------------------------
+
+
+def wait_for(path: Path, wait: float = 10.0) -> None:
+    end = time.monotonic() + wait
+    while not path.exists():
+        if time.monotonic() >= end:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+def in_thread(work: WorkDirs, text: str, **kwargs: Any) -> "Future[RunResult]":
+    """Start :func:`run_script` on a thread of its own; its result, later."""
+    future: "Future[RunResult]" = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(run_script(work, text, **kwargs))
+        except BaseException as exc:  # handed to the test through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=target, daemon=True).start()
+    return future
+
+
+# Waits for the test to say "go" (a file), then ends with the given status.
+WAIT_THEN_EXIT = 'touch "$PWD/started"\nwhile [ ! -e "$PWD/go" ]; do sleep 0.02; done\n{body}'
+
+
+def test_a_run_does_not_kill_the_script_of_a_concurrent_run(tmp_path: Path) -> None:
+    first, second = WorkDirs.create(tmp_path), WorkDirs.create(tmp_path)
+    short = in_thread(first, WAIT_THEN_EXIT.format(body="echo short\n"))
+    wait_for(first.root / "started")
+    long = in_thread(second, WAIT_THEN_EXIT.format(body="echo long\nexit 0\n"))
+    wait_for(second.root / "started")
+    (first.root / "go").touch()
+    assert short.result(timeout=20).succeeded  # its end sweeps what it left behind
+    (second.root / "go").touch()
+    result = long.result(timeout=20)
+    assert (result.exit_code, result.timed_out, result.output_tail) == (0, False, "long\n")
+
+
+def test_a_run_spares_what_a_concurrent_run_left_outside_its_group(tmp_path: Path) -> None:
+    if shutil.which("setsid") is None or not become_subreaper():
+        pytest.skip("needs setsid(1) and a subreaper")
+    first, second = WorkDirs.create(tmp_path), WorkDirs.create(tmp_path)
+    short = in_thread(first, WAIT_THEN_EXIT.format(body="echo short\n"))
+    wait_for(first.root / "started")
+    # The daemon's parent exits at once: the daemon is this process's child from then on.
+    body = ('kill -0 "$(cat "$PWD/daemon.pid")" && echo daemon alive\n')
+    long = in_thread(second, 'sh -c \'setsid sleep 60 & echo $! > "$PWD/daemon.pid"\'\n'
+                     + WAIT_THEN_EXIT.format(body=body))
+    wait_for(second.root / "started")
+    daemon = int((second.root / "daemon.pid").read_text())
+    try:
+        (first.root / "go").touch()
+        assert short.result(timeout=20).succeeded
+        (second.root / "go").touch()
+        result = long.result(timeout=20)
+        assert result.succeeded
+        assert result.output_tail == "daemon alive\n"
+        assert process_gone(daemon, wait=0.5)  # its own run's end still stops it
+    finally:
+        if not process_gone(daemon, wait=0):
+            os.kill(daemon, signal.SIGKILL)
+
+
+def test_a_daemon_left_while_another_run_goes_on_dies_by_the_end_of_both(
+        tmp_path: Path) -> None:
+    if shutil.which("setsid") is None or not become_subreaper():
+        pytest.skip("needs setsid(1) and a subreaper")
+    first, second = WorkDirs.create(tmp_path), WorkDirs.create(tmp_path)
+    long = in_thread(first, WAIT_THEN_EXIT.format(body="echo long\n"))
+    wait_for(first.root / "started")
+    short = run_script(second, 'setsid sleep 60 &\necho $! > "$PWD/daemon.pid"\necho bye\n')
+    daemon = int((second.root / "daemon.pid").read_text())
+    try:
+        assert short.succeeded
+        (first.root / "go").touch()
+        assert long.result(timeout=20).succeeded
+        assert process_gone(daemon, wait=0.5)
+    finally:
+        if not process_gone(daemon, wait=0):
+            os.kill(daemon, signal.SIGKILL)
 
 
 # --- run: start failures --------------------------------------------------------
