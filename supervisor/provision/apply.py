@@ -75,7 +75,7 @@ def apply(plan: Plan, clients: ClientFactory, *, waiting: Waiting = DEFAULT_WAIT
         layer_arns.append(layer_arn)
     function = plan.one(FunctionRequest)
     if function is not None:
-        outcomes.append(ensure_function(lam, function, layer_arns, waiting))
+        outcomes.append(ensure_function(lam, function, layer_arns, waiting, s3))
     log_group = plan.one(LogGroupRequest)
     if log_group is not None:
         outcomes.append(ensure_log_group(clients.client("logs"), log_group))

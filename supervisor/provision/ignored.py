@@ -13,8 +13,6 @@ from ..config import FunctionConfig
 __all__ = ["IGNORED_KEYS", "IGNORED_PROVIDERS", "ignored_keys", "ignored_fdl_keys"]
 
 IGNORED_KEYS: Mapping[str, str] = {
-    "deployment": "the deployment package is small and uploaded directly; no deployment "
-                  "bucket is used",
     "run_script": "it is what scar run sends as the event's script; supervisor invoke sends "
                   "a script the same way",
     "supervisor": "SCAR's faas-supervisor layer settings; this project deploys its own layer",
@@ -38,6 +36,11 @@ def ignored_keys(config: FunctionConfig, where: str = "") -> list[str]:
     prefix = f"{where}." if where else ""
     lines = [f"{prefix}{key}: ignored: {why}" for key, why in IGNORED_KEYS.items()
              if config.raw.get(key) not in (None, "", [], {})]
+    deployment = config.raw.get("deployment")
+    if isinstance(deployment, Mapping):
+        lines.extend(f"{prefix}deployment.{key}: ignored: with deployment.bucket the package "
+                     "always goes through it; without, it is sent in the request"
+                     for key in deployment if key != "bucket")
     providers = config.raw.get("storage_providers")
     if isinstance(providers, Mapping):
         for kind in providers:

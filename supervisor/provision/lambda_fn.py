@@ -119,14 +119,30 @@ def _settled(lam: Any, name: str, waiting: Waiting) -> Mapping[str, Any]:
     return wait_until(check, f"function {name} to be ready", waiting)
 
 
+def _code(s3: Any, request: FunctionRequest) -> dict[str, Any]:
+    """Where Lambda takes the code from: the request itself, or the deployment bucket
+    (the package is put there first)."""
+    location = dict(request.code_location)
+    if not location:
+        return {"ZipFile": request.code}
+    with translated(f"cannot put the code of {request.name} in "
+                    f"s3://{location['S3Bucket']}/{location['S3Key']}"):
+        s3.put_object(Bucket=location["S3Bucket"], Key=location["S3Key"], Body=request.code)
+    return location
+
+
 def ensure_function(lam: Any, request: FunctionRequest, layer_arns: Sequence[str],
-                    waiting: Waiting) -> Outcome:
-    """Create the function, or update its code and configuration where they differ."""
+                    waiting: Waiting, s3: Any = None) -> Outcome:
+    """Create the function, or update its code and configuration where they differ.
+
+    ``s3`` puts the package in the deployment bucket when the request names one.
+    """
     desired = request.configuration(layer_arns)
     current = function_configuration(lam, request.name)
     if current is None:
+        code = _code(s3, request)
         with translated(f"cannot create function {request.name}"):
-            answer = lam.create_function(**desired, Code={"ZipFile": request.code},
+            answer = lam.create_function(**desired, Code=code,
                                          Architectures=[request.options.architecture],
                                          PackageType="Zip", Publish=False)
         _settled(lam, request.name, waiting)
@@ -137,8 +153,9 @@ def ensure_function(lam: Any, request: FunctionRequest, layer_arns: Sequence[str
     if current.get("CodeSha256") != request.code_sha256 or \
             _architecture(current) != architecture:
         current = _settled(lam, request.name, waiting)
+        code = _code(s3, request)
         with translated(f"cannot update the code of function {request.name}"):
-            lam.update_function_code(FunctionName=request.name, ZipFile=request.code,
+            lam.update_function_code(FunctionName=request.name, **code,
                                      Architectures=[architecture])
         changed.append("code" if _architecture(current) == architecture
                        else f"code ({architecture})")

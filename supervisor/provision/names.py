@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..config import FunctionConfig
 
 __all__ = ["Names", "names_of", "DEFAULT_LAYER_NAME", "NOTIFICATION_PREFIX",
-           "partition_of", "function_arn", "bucket_arn"]
+           "partition_of", "function_arn", "bucket_arn", "deployment_bucket"]
 
 DEFAULT_LAYER_NAME = "supervisor-runtime"
 NOTIFICATION_PREFIX = "supervisor-"
@@ -50,6 +50,14 @@ class Names:
     artifact_prefix: str  # "<handoff prefix>artifacts/"
     buckets: tuple[str, ...]  # every bucket on the default provider "s3", in config order
     input_buckets: tuple[str, ...]
+    deployment_bucket: str = ""  # SCAR's deployment.bucket: the code goes there, then Lambda
+    code_key: str = ""  # the deployment package's key in it
+
+    def code_location(self) -> dict[str, str]:
+        """``S3Bucket``/``S3Key`` of the package, or {} when it is sent in the request."""
+        if not self.deployment_bucket:
+            return {}
+        return {"S3Bucket": self.deployment_bucket, "S3Key": self.code_key}
 
     def statement_id(self, bucket: str) -> str:
         """The Lambda permission statement id for S3 notifications of ``bucket``."""
@@ -70,6 +78,9 @@ def names_of(config: FunctionConfig, layer_name: str = DEFAULT_LAYER_NAME) -> Na
         not str(config.container.image_file).startswith("s3://")
     if (config.delegates or ships_image) and staging and staging not in buckets:
         buckets.append(staging)
+    deployment = deployment_bucket(config)
+    if deployment and deployment not in buckets:
+        buckets.append(deployment)
     inputs = tuple(dict.fromkeys(p.bucket for p in config.input
                                  if p.storage_provider == "s3"))
     return Names(
@@ -86,4 +97,13 @@ def names_of(config: FunctionConfig, layer_name: str = DEFAULT_LAYER_NAME) -> Na
         artifact_prefix=f"{config.handoff_prefix}artifacts/",
         buckets=tuple(buckets),
         input_buckets=inputs,
+        deployment_bucket=deployment,
+        code_key=f"supervisor-code/{config.name}.zip" if deployment else "",
     )
+
+
+def deployment_bucket(config: FunctionConfig) -> str:
+    """SCAR's ``deployment.bucket`` of ``config`` ("" without one; checked by the plan)."""
+    section = config.raw.get("deployment")
+    bucket = section.get("bucket") if isinstance(section, dict) else None
+    return bucket.strip() if isinstance(bucket, str) else ""

@@ -22,7 +22,14 @@ from .batch_plan import (
 )
 from .errors import ProvisionError
 from .lambda_options import lambda_options
-from .names import DEFAULT_LAYER_NAME, Names, bucket_arn, function_arn, names_of
+from .names import (
+    DEFAULT_LAYER_NAME,
+    Names,
+    bucket_arn,
+    deployment_bucket,
+    function_arn,
+    names_of,
+)
 from .package import CONFIG_NAME, TASK_ROOT, deployment_zip, file_sha256
 from .requests import (
     ArtifactRequest,
@@ -57,6 +64,7 @@ LAMBDA_ENV_LIMIT = 4096  # bytes, all keys and values
 MAX_LAYERS = 5
 MAX_DIRECT_UPLOAD = 50 * 1024 * 1024  # bytes: a zip sent in the request itself
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}|\{account_id\}):role/[\w+=,.@/-]+")
 _RESERVED_ENV = frozenset({
     "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV",
@@ -144,6 +152,11 @@ def check_config(config: FunctionConfig) -> list[str]:
     elif not _ROLE_ARN.fullmatch(config.iam_role):
         problems.append(f"iam.role: {config.iam_role!r} is not an IAM role ARN; must be "
                         "arn:aws:iam::<account>:role/<name>")
+    if isinstance(config.raw.get("deployment"), dict) and \
+            "bucket" in config.raw["deployment"] and \
+            not _BUCKET.fullmatch(deployment_bucket(config)):
+        problems.append(f"deployment.bucket: {config.raw['deployment']['bucket']!r} is not "
+                        "an S3 bucket name")
     for i, path in enumerate(config.input):
         if path.storage_provider != "s3":
             problems.append(f"input[{i}].storage_provider: {path.storage_provider} cannot "
@@ -254,7 +267,8 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
         timeout=config.timeout, ephemeral_storage=ephemeral, environment=environment,
         description=(description[:256] if isinstance(description, str)
                      else f"supervisor: {config.container.image}"[:256]),
-        code=deployment_zip(shipped), extra_layers=extra_layers, options=options))
+        code=deployment_zip(shipped), extra_layers=extra_layers, options=options,
+        code_location=names.code_location()))
     if config.log_retention_days is not None:
         requests.append(LogGroupRequest(name=names.log_group,
                                         retention_days=config.log_retention_days))

@@ -24,7 +24,7 @@ from .logs import remove_log_group
 from .names import DEFAULT_LAYER_NAME, names_of
 from .plan import runs_containers_on_lambda
 from .requests import Outcome
-from .s3 import remove_artifacts, remove_bucket, remove_notifications
+from .s3 import remove_artifacts, remove_bucket, remove_notifications, remove_object
 from .waiting import DEFAULT_WAITING, Waiting
 
 __all__ = ["remove"]
@@ -47,6 +47,8 @@ def remove(config: FunctionConfig, clients: ClientFactory, *,
         outcomes.append(remove_notifications(s3, bucket, names.function))
     outcomes.extend(remove_permissions(lam, names.function))
     outcomes.append(remove_function(lam, names.function))
+    outcomes.extend(remove_object(s3, names.deployment_bucket, names.code_key,
+                                  "lambda-code"))
     outcomes.extend(remove_layer_versions(lam, names.layer, names.function))
     if runs_containers_on_lambda(config):  # deploy attached the udocker layer too
         outcomes.extend(remove_layer_versions(lam, names.udocker_layer, names.function))

@@ -158,6 +158,7 @@ class FunctionRequest:
     code: bytes = field(repr=False)
     extra_layers: tuple[str, ...] = ()
     options: LambdaOptions = LambdaOptions()
+    code_location: Mapping[str, str] = field(default_factory=dict)  # S3Bucket/S3Key, or {}
 
     @property
     def code_sha256(self) -> str:
@@ -191,6 +192,8 @@ class FunctionRequest:
         settings["Architectures"] = [self.options.architecture]
         settings["CodeSha256"] = self.code_sha256
         settings["CodeSize"] = len(self.code)
+        if self.code_location:
+            settings["Code"] = dict(self.code_location)
         return settings
 
 

@@ -14,7 +14,7 @@ from .requests import ArtifactRequest, BucketRequest, NotificationRequest, Outco
 
 __all__ = [
     "OWNER_TAG", "bucket_status", "ensure_bucket", "ensure_notifications", "ensure_artifact",
-    "remove_notifications", "remove_artifacts", "remove_bucket",
+    "remove_notifications", "remove_artifacts", "remove_object", "remove_bucket",
 ]
 
 OWNER_TAG = "supervisor:function"  # on buckets deploy created: which function's deploy
@@ -188,6 +188,16 @@ def _owner(s3: Any, bucket: str) -> str:
                 return ""
             raise
     return next((str(t.get("Value")) for t in tags if t.get("Key") == OWNER_TAG), "")
+
+
+def remove_object(s3: Any, bucket: str, key: str, kind: str) -> list[Outcome]:
+    """Delete one object deploy put (the package in the deployment bucket), if it is there."""
+    if not bucket or bucket_status(s3, bucket) != "exists":
+        return []
+    uri = f"s3://{bucket}/{key}"
+    with translated(f"cannot delete {uri}"):
+        s3.delete_object(Bucket=bucket, Key=key)
+    return [Outcome(kind, uri, "deleted")]
 
 
 def remove_bucket(s3: Any, bucket: str, function_name: str) -> Outcome:

@@ -6,6 +6,7 @@ dry run makes none) and see the exact request ``invoke`` sent.
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
@@ -539,10 +540,10 @@ storage_providers:
     code, out, err = cli("deploy", "-f", str(fdl), "--dry-run", *artifacts)
     assert code == 0, err
     notes = [line for line in err.splitlines() if ": ignored: " in line]
-    for key in ("functions.oscar", "scar-keys.deployment", "scar-keys.run_script",
+    for key in ("functions.oscar", "scar-keys.run_script",
                 "scar-keys.storage_providers.onedata"):
         assert any(line.startswith(f"{key}: ignored: ") for line in notes), (key, notes)
-    assert len(notes) == 4  # vpc, file_system, architectures and api_gateway are deployed
+    assert len(notes) == 3  # vpc, file_system, architectures, deployment, api_gateway: deployed
 
 
 def test_vpc_file_system_and_architectures_reach_the_function(
@@ -590,6 +591,43 @@ functions:
     assert update["FileSystemConfigs"] == [{"Arn": access_point, "LocalMountPath": "/mnt/efs"}]
     assert update["VpcConfig"]["SubnetIds"] == [batch_network["subnet"]]
     assert cli("rm", "-f", str(fdl))[0] == 0
+
+
+def test_deployment_bucket_carries_the_package_as_scar_sends_it(
+        cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],
+        s3: Any) -> None:
+    name = f"scar-code-{uuid.uuid4().hex[:8]}"
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text(f"""\
+functions:
+  aws:
+  - lambda:
+      name: {name}
+      init_script: job.sh
+      deployment: {{bucket: {name}-code, max_payload_size: 52428800}}
+      input: [{{storage_provider: s3, path: {name}/input}}]
+    iam: {{role: "{roles["lambda"]}"}}
+""")
+    (tmp_path / "job.sh").write_text("true\n")
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
+    assert code == 0, err
+    assert f"{name}.deployment.max_payload_size: ignored: " in err
+    [(_, create)] = [c for c in cli.recorder.calls if c[0] == "CreateFunction"]
+    assert create["Code"] == {"S3Bucket": f"{name}-code", "S3Key": f"supervisor-code/{name}.zip"}
+    package = s3.get_object(Bucket=f"{name}-code", Key=f"supervisor-code/{name}.zip")["Body"]
+    with zipfile.ZipFile(io.BytesIO(package.read())) as archive:
+        assert archive.read("job.sh") == b"true\n"
+
+    (tmp_path / "job.sh").write_text("echo changed\n")
+    before = len(cli.recorder.calls)
+    code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
+    assert code == 0, err
+    [(_, update)] = [c for c in cli.recorder.calls[before:] if c[0] == "UpdateFunctionCode"]
+    assert (update["S3Bucket"], update["S3Key"]) == (f"{name}-code",
+                                                     f"supervisor-code/{name}.zip")
+    code, out, err = cli("rm", "-f", str(fdl))
+    assert code == 0, err
+    assert f"{name}-code" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 def test_api_gateway_makes_scars_rest_api_in_front_of_the_function(
