@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any, Mapping, Optional, Sequence
 
 from .errors import error_code, translated
 from .requests import MARKER, LaunchTemplateRequest, Outcome
 
 __all__ = ["ensure_launch_template", "remove_launch_template", "find_launch_template",
-           "default_user_data", "all_default_user_data"]
+           "default_user_data", "all_default_user_data", "template_conflict"]
 
 _NOT_FOUND = {"InvalidLaunchTemplateName.NotFoundException",
               "InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFound"}
@@ -66,6 +67,30 @@ def all_default_user_data(ec2: Any) -> dict[str, str]:
             names.extend(str(t["LaunchTemplateName"]) for t in page.get("LaunchTemplates", []))
     found = {name: default_user_data(ec2, name) for name in names}
     return {name: data for name, data in found.items() if data is not None}
+
+
+def _sources(user_data: str) -> set[str]:
+    """The buckets the user data's ``aws s3 cp`` reads the .pyz from."""
+    return set(re.findall(r"\bs3://([a-z0-9.-]+)/", user_data))
+
+
+def template_conflict(ec2: Any, request: LaunchTemplateRequest) -> Optional[str]:
+    """Why deploying ``request`` would break another function's hosts, or None.
+
+    A template whose user data installs the .pyz from another bucket serves
+    another function: replacing it would make that function's hosts fetch
+    from this function's bucket, which their instance role may not read.
+    """
+    if find_launch_template(ec2, request.name) is None:
+        return None
+    current = default_user_data(ec2, request.name) or ""
+    theirs, ours = _sources(current), _sources(request.user_data)
+    if not theirs or theirs == ours:
+        return None
+    return (f"batch.compute_resources.launch_template_name: launch template {request.name} "
+            f"installs supervisor-batch.pyz from s3://{sorted(theirs)[0]}/ for another "
+            "function; give this function its own template (or leave the default, "
+            "faas-supervisor: one template per function)")
 
 
 def ensure_launch_template(ec2: Any, request: LaunchTemplateRequest) -> Outcome:

@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from ..config import FunctionConfig
 
 __all__ = ["Names", "names_of", "DEFAULT_LAYER_NAME", "NOTIFICATION_PREFIX",
-           "partition_of", "function_arn", "bucket_arn", "deployment_bucket"]
+           "partition_of", "function_arn", "bucket_arn", "deployment_bucket",
+           "launch_template_name", "DEFAULT_LAUNCH_TEMPLATE"]
 
 DEFAULT_LAYER_NAME = "supervisor-runtime"
+#: SCAR's default ``launch_template_name``: it names one template per function here
+#: (``faas-supervisor-<function>``), since the user data names the function's own bucket.
+DEFAULT_LAUNCH_TEMPLATE = "faas-supervisor"
 NOTIFICATION_PREFIX = "supervisor-"
 _STATEMENT_BAD = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -92,7 +96,7 @@ def names_of(config: FunctionConfig, layer_name: str = DEFAULT_LAYER_NAME) -> Na
         compute_environment=config.name,
         job_queue=config.job_queue_name,
         job_definition=config.job_definition_name,
-        launch_template=config.batch.compute_resources.launch_template_name,
+        launch_template=launch_template_name(config),
         staging_bucket=staging,
         artifact_prefix=f"{config.handoff_prefix}artifacts/",
         buckets=tuple(buckets),
@@ -100,6 +104,15 @@ def names_of(config: FunctionConfig, layer_name: str = DEFAULT_LAYER_NAME) -> Na
         deployment_bucket=deployment,
         code_key=f"supervisor-code/{config.name}.zip" if deployment else "",
     )
+
+
+def launch_template_name(config: FunctionConfig) -> str:
+    """The launch template of ``config``'s Batch hosts: the one it names, or with SCAR's
+    default name, ``faas-supervisor-<function>`` (EC2 allows 128 characters)."""
+    name = config.batch.compute_resources.launch_template_name
+    if name != DEFAULT_LAUNCH_TEMPLATE:
+        return name
+    return f"{name}-{config.name}"[:128]
 
 
 def deployment_bucket(config: FunctionConfig) -> str:

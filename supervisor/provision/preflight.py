@@ -3,9 +3,16 @@ from __future__ import annotations
 
 from ..aws import ClientFactory
 from .batch import compute_environment_conflicts, describe_compute_environment
+from .ec2 import template_conflict
 from .errors import ProvisionError
 from .iam import instance_profile_problem, network_problems, role_problem
-from .requests import BucketRequest, ComputeEnvironmentRequest, FunctionRequest, Plan
+from .requests import (
+    BucketRequest,
+    ComputeEnvironmentRequest,
+    FunctionRequest,
+    LaunchTemplateRequest,
+    Plan,
+)
 from .s3 import bucket_status
 
 __all__ = ["preflight"]
@@ -16,8 +23,9 @@ def preflight(plan: Plan, clients: ClientFactory) -> None:
 
     Checks: the function's role, and its VPC's subnets and groups, exist; for
     Batch, the service role, the instance profile, the subnets and security
-    groups exist and an existing compute environment can be updated in place;
-    no bucket belongs to someone else.
+    groups exist, an existing compute environment can be updated in place and
+    the launch template does not install another bucket's .pyz; no bucket
+    belongs to someone else.
     """
     problems: list[str] = []
     iam = clients.client("iam")
@@ -52,6 +60,11 @@ def preflight(plan: Plan, clients: ClientFactory) -> None:
                 problems.append(f"compute environment {env.name} exists with settings Batch "
                                 f"cannot change in place ({'; '.join(conflicts)}); run rm for "
                                 "this function, then deploy")
+    template = plan.one(LaunchTemplateRequest)
+    if template is not None:
+        problem = template_conflict(clients.client("ec2"), template)
+        if problem:
+            problems.append(problem)
     s3 = clients.client("s3")
     for bucket in plan.all(BucketRequest):
         if bucket_status(s3, bucket.name) == "forbidden":

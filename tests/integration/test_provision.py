@@ -461,3 +461,49 @@ def test_remove_keeps_a_log_group_that_lambda_made_itself(plants: FunctionConfig
     outcomes = {o.resource: o for o in remove(unmanaged, recorder.clients, waiting=FAST)}
     assert outcomes["log-group"].action == "kept"
     assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] != []
+
+
+def test_functions_with_scars_default_template_name_get_one_template_each(
+        plants: FunctionConfig, artifacts: tuple[Path, Path], recorder: Recorder,
+        aws_env: dict[str, str]) -> None:
+    """Two functions staging in different buckets: each one's hosts fetch the .pyz from its
+    own bucket; naming another function's template is refused before anything is made."""
+    from supervisor.config import StoragePath
+    from supervisor.provision import ProvisionError
+
+    layer, pyz = artifacts
+    compute = dataclasses.replace(plants.batch.compute_resources,
+                                  launch_template_name="faas-supervisor")
+    first = dataclasses.replace(plants, batch=dataclasses.replace(
+        plants.batch, compute_resources=compute))
+    other = f"{plants.name}-b"
+    second = dataclasses.replace(
+        first, name=other, input=(StoragePath("s3", f"{other}/input"),),
+        output=(StoragePath("s3", f"{other}/output"),), handoff_bucket=other,
+        log_retention_days=None)
+    deploy(first, recorder.clients, layer_zip=layer, batch_pyz=pyz, waiting=FAST)
+    deploy(second, recorder.clients, layer_zip=layer, batch_pyz=pyz, waiting=FAST)
+    ec2 = _client("ec2", aws_env["AWS_ENDPOINT_URL"])
+    for config in (first, second):
+        [version] = ec2.describe_launch_template_versions(
+            LaunchTemplateName=f"faas-supervisor-{config.name}", Versions=["$Default"])[
+                "LaunchTemplateVersions"]
+        data = base64.b64decode(version["LaunchTemplateData"]["UserData"]).decode()
+        assert f"s3://{config.handoff_bucket}/" in data
+
+    third_name = f"{plants.name}-c"
+    compute = dataclasses.replace(compute, launch_template_name=f"faas-supervisor-{first.name}")
+    third = dataclasses.replace(
+        second, name=third_name, input=(StoragePath("s3", f"{third_name}/input"),),
+        output=(StoragePath("s3", f"{third_name}/output"),), handoff_bucket=third_name,
+        batch=dataclasses.replace(second.batch, compute_resources=compute))
+    before = len(recorder.mutating())
+    with pytest.raises(ProvisionError, match=f"launch template faas-supervisor-{first.name} "
+                                             f"installs supervisor-batch.pyz from "
+                                             f"s3://{first.handoff_bucket}/ for another"):
+        deploy(third, recorder.clients, layer_zip=layer, batch_pyz=pyz, waiting=FAST)
+    assert recorder.mutating()[before:] == []
+    remove(second, recorder.clients, waiting=FAST)
+    remove(first, recorder.clients, waiting=FAST)
+    _exists_nothing(first, aws_env)
+    _exists_nothing(second, aws_env)

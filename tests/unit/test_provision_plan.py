@@ -164,7 +164,7 @@ def test_plants_compute_environment_has_scar_defaults_and_the_account(
             "subnets": ["subnet-0123456789abcdef0"],
             "securityGroupIds": ["sg-0123456789abcdef0"],
             "instanceRole": f"arn:aws:iam::{ACCOUNT}:instance-profile/ecsInstanceRole",
-            "launchTemplate": {"launchTemplateName": "faas-supervisor"},
+            "launchTemplate": {"launchTemplateName": "faas-supervisor-scar-plants"},
         },
     }
 
@@ -420,7 +420,7 @@ def test_user_data_is_mime_multipart_installing_the_pyz(plants: FunctionConfig,
     plan = plan_for(plants, layer_zip, pyz)
     template = one(plan, LaunchTemplateRequest)
     artifact = one(plan, ArtifactRequest)
-    assert template.name == "faas-supervisor"
+    assert template.name == f"faas-supervisor-{plants.name}"  # SCAR's default: per function
     assert template.description == f"supervisor sha256:{template.user_data_sha256}"
     assert base64.b64decode(template.user_data_b64).decode() == template.user_data
     message = email.message_from_string(template.user_data)
@@ -485,8 +485,8 @@ def test_compute_environment_updates_only_what_changed(plants: FunctionConfig,
     assert compute_environment_updates(current, bigger) == {
         "computeResources": {"minvCpus": 1, "maxvCpus": 8, "desiredvCpus": 1}}
     assert compute_environment_updates(current, env, template_changed=True) == {
-        "computeResources": {"launchTemplate": {"launchTemplateName": "faas-supervisor",
-                                                "version": "$Default"}}}
+        "computeResources": {"launchTemplate": {
+            "launchTemplateName": "faas-supervisor-scar-plants", "version": "$Default"}}}
     spot = dataclasses.replace(env, compute_resources={**env.compute_resources,
                                                        "type": "SPOT"})
     assert compute_environment_conflicts(current, spot) == [
