@@ -3,7 +3,9 @@
 The endpoint, region and credentials come from boto3's own resolution
 (``AWS_ENDPOINT_URL``, ``AWS_REGION``, the execution role), exactly as on AWS;
 a named storage provider (``storage_providers.s3.<id>``) brings its own keys,
-region and endpoint.
+region and endpoint. Keys given as references are read when the provider's client is
+made, through this factory's own clients (:mod:`supervisor.secretrefs`), and again once
+their cache time has passed: a rotated key gives a new client.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 from .config import S3Provider
 from .errors import ConfigError
+from .secretrefs import SecretResolver
 
 __all__ = ["ClientFactory", "DEFAULT_PROVIDER"]
 
@@ -26,6 +29,9 @@ _SETTINGS: dict[str, dict[str, Any]] = {
               "connect_timeout": 5, "read_timeout": 15},
     "invoke": {"retries": {"total_max_attempts": 1, "mode": "standard"},
                "read_timeout": 910},
+    # Reading a provider's keys happens on the record's path: a few short tries.
+    "secrets": {"retries": {"total_max_attempts": 3, "mode": "standard"},
+                "connect_timeout": 5, "read_timeout": 10},
 }
 _DEFAULT_SETTINGS: dict[str, Any] = {"retries": {"total_max_attempts": 6, "mode": "standard"}}
 
@@ -36,6 +42,14 @@ def _provider_key(provider: str) -> str:
     return ident if kind == "s3" else provider
 
 
+def _provider_path(provider: str) -> str:
+    """The field path of a named provider: ``storage_providers.s3.<id>`` / ``.minio.<id>``."""
+    return f"storage_providers.{provider}"
+
+
+_Keys = tuple[Optional[str], Optional[str]]
+
+
 class ClientFactory:
     """Creates and caches boto3 clients; one instance serves a whole process.
 
@@ -43,19 +57,25 @@ class ClientFactory:
     ``endpoint_url`` (the local endpoint, the CLI's ``--endpoint-url``) is used
     by every default-provider client instead of boto3's own resolution.
     Clients are thread-safe once made; creation is serialised with a lock.
+    ``secrets`` reads keys given as references (default: a ``SecretResolver``
+    over this factory's session, shared by every factory made by ``with_providers``).
     """
 
     def __init__(self, session: Optional[Any] = None,
                  providers: Optional[Mapping[str, S3Provider]] = None,
-                 endpoint_url: Optional[str] = None) -> None:
+                 endpoint_url: Optional[str] = None,
+                 secrets: Optional[SecretResolver] = None) -> None:
         self._session = session
         self._endpoint_url = endpoint_url
         self._providers: Mapping[str, S3Provider] = dict(providers or {})
         # Shared with every factory made by with_providers: a client is built once per
         # process (building one costs tens of milliseconds), keyed by what it is made from.
         self._clients: dict[tuple[str, str, Optional[S3Provider], str], Any] = {}
+        # The keys read from references that each provider client was made with.
+        self._made_with: dict[tuple[str, str, Optional[S3Provider], str], _Keys] = {}
         self._lock = threading.Lock()
         self._root = self
+        self._secrets = secrets or SecretResolver(self._secrets_client)
 
     def with_providers(self, providers: Mapping[str, S3Provider]) -> "ClientFactory":
         """A factory with other named providers, sharing this one's session and clients."""
@@ -63,7 +83,9 @@ class ClientFactory:
         other = ClientFactory(None, providers, root._endpoint_url)
         other._root = root
         other._clients = root._clients
+        other._made_with = root._made_with
         other._lock = root._lock
+        other._secrets = root._secrets
         return other
 
     def _get_session(self) -> Any:
@@ -91,16 +113,33 @@ class ClientFactory:
         if provider != DEFAULT_PROVIDER:
             settings = self._providers.get(_provider_key(provider))
         key = (service, provider, settings, purpose)
+        keys = None  # read outside the lock: it may call Secrets Manager or SSM
+        if settings is not None and settings.references:
+            keys = self._secrets.credentials(settings, _provider_path(provider))
         client = self._clients.get(key)
-        if client is None:
+        if client is None or self._made_with.get(key) != keys:
             with self._lock:
                 client = self._clients.get(key)
-                if client is None:
-                    client = self._make(service, provider, purpose or service)
+                if client is None or self._made_with.get(key) != keys:
+                    client = self._make(service, provider, purpose or service, keys)
                     self._clients[key] = client
+                    if keys is not None:
+                        self._made_with[key] = keys
         return client
 
-    def _make(self, service: str, provider: str, purpose: str) -> Any:
+    def _secrets_client(self, service: str, region: Optional[str]) -> Any:
+        """A default-credentials client that reads references (``SecretResolver``'s maker)."""
+        from botocore.config import Config
+
+        kwargs: dict[str, Any] = {"config": Config(**_SETTINGS["secrets"])}
+        if region:
+            kwargs["region_name"] = region
+        if self._root._endpoint_url:
+            kwargs["endpoint_url"] = self._root._endpoint_url
+        return self._get_session().client(service, **kwargs)
+
+    def _make(self, service: str, provider: str, purpose: str,
+              keys: Optional[_Keys] = None) -> Any:
         from botocore.config import Config
 
         config = Config(max_pool_connections=32,
@@ -120,7 +159,9 @@ class ClientFactory:
             kwargs["region_name"] = settings.region
         if settings.endpoint:
             kwargs["endpoint_url"] = settings.endpoint
-        if settings.access_key and settings.secret_key:
-            kwargs["aws_access_key_id"] = settings.access_key
-            kwargs["aws_secret_access_key"] = settings.secret_key
+        access_key, secret_key = keys or (settings.access_key, settings.secret_key)
+        if isinstance(access_key, str) and isinstance(secret_key, str) and access_key \
+                and secret_key:
+            kwargs["aws_access_key_id"] = access_key
+            kwargs["aws_secret_access_key"] = secret_key
         return self._get_session().client(service, **kwargs)

@@ -16,6 +16,10 @@ definition with its siblings (``storage_providers``, ``batch``, ``iam``,
 - :func:`to_mapping` / :func:`to_yaml` write one function back out in the flat
   form (deploy, hand-off).
 
+A storage provider's ``access_key`` / ``secret_key`` is the key or a :class:`SecretRef`
+(Secrets Manager, Parameter Store; :mod:`.credentials`), read at run time by
+:mod:`supervisor.secretrefs`.
+
 Input and output paths are folders: ``bucket/in`` holds the keys under
 ``in/``, so ``bucket/in`` and ``bucket/input`` do not overlap.
 """
@@ -31,6 +35,7 @@ from .model import (
                     FunctionConfig,
                     MultiNodeParallel,
                     S3Provider,
+                    SecretRef,
                     StoragePath,
 )
 from .parse import parse
@@ -42,6 +47,7 @@ __all__ = [
     "EXECUTION_MODES",
     "StoragePath",
     "S3Provider",
+    "SecretRef",
     "ContainerConfig",
     "ComputeResources",
     "MultiNodeParallel",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, Union
 
 ExecutionMode = Literal["lambda", "lambda-batch", "batch"]
 EXECUTION_MODES: tuple[str, ...] = ("lambda", "lambda-batch", "batch")
@@ -40,18 +40,70 @@ class StoragePath:
         return parts[1] if len(parts) == 2 else ""
 
 
+SecretService = Literal["secretsmanager", "ssm"]
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A credential kept in AWS Secrets Manager or SSM Parameter Store, read at run time.
+
+    ``name`` is what the service's read call takes (a secret's name or ARN, a
+    parameter's name or ARN); ``key`` picks one field of a JSON value. ``text``
+    is the ARN string it was written as (``None``: the mapping form), so it is
+    written back out as it came. A reference holds no secret.
+    """
+
+    service: SecretService
+    name: str
+    key: Optional[str] = None
+    version_stage: Optional[str] = None  # secretsmanager only
+    version_id: Optional[str] = None  # secretsmanager only
+    text: Optional[str] = None
+
+    @property
+    def region(self) -> Optional[str]:
+        """The region named by an ARN (``None``: the caller's own region)."""
+        parts = self.name.split(":")
+        if not self.name.startswith("arn:") or len(parts) < 5:
+            return None
+        return parts[3] or None
+
+    def describe(self) -> str:
+        """The reference in words, for messages (never the value)."""
+        what = (f"Secrets Manager secret {self.name!r}" if self.service == "secretsmanager"
+                else f"SSM parameter {self.name!r}")
+        for label, value in (("key", self.key), ("version_stage", self.version_stage),
+                             ("version_id", self.version_id)):
+            if value is not None:
+                what += f" {label} {value!r}"
+        return what
+
+
+Credential = Union[str, SecretRef]
+"""A provider's ``access_key`` or ``secret_key``: the key itself, or where to read it."""
+
+
 @dataclass(frozen=True)
 class S3Provider:
     """A named ``storage_providers.s3.<id>`` entry with its own credentials."""
 
     id: str
-    access_key: Optional[str] = None
-    secret_key: Optional[str] = None
+    access_key: Optional[Credential] = None
+    secret_key: Optional[Credential] = None
     region: Optional[str] = None
     endpoint: Optional[str] = None
 
-    def __repr__(self) -> str:  # never show the secret
-        return f"S3Provider(id={self.id!r}, region={self.region!r}, endpoint={self.endpoint!r})"
+    def __repr__(self) -> str:  # never show the secret (a reference may be shown)
+        refs = "".join(f", {name}={value!r}" for name, value in (
+            ("access_key", self.access_key), ("secret_key", self.secret_key))
+            if isinstance(value, SecretRef))
+        return (f"S3Provider(id={self.id!r}, region={self.region!r}, "
+                f"endpoint={self.endpoint!r}{refs})")
+
+    @property
+    def references(self) -> bool:
+        """Whether a credential is read from Secrets Manager or Parameter Store."""
+        return isinstance(self.access_key, SecretRef) or isinstance(self.secret_key, SecretRef)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, cast
 from ..container.reference import parse_reference
 from ..container.spec import AUTO, EXECMODES
 from ..errors import ConfigError
+from .credentials import read_credential
 from .fields import (
     _BATCH_NAME,
     _FUNCTION_NAME,
@@ -291,9 +292,10 @@ def _parse_provider_kind(section: _Section, kind: str) -> dict[str, S3Provider]:
             continue
         entry = _Section.at(settings or {}, where, s3.problems, redact=True)
         auth = entry.section("auth", "credentials (access_key, secret_key)")
-        access_key = entry.opt_text("access_key") or auth.opt_text("access_key")
-        secret_key = entry.opt_text("secret_key") or auth.opt_text("secret_key")
-        if bool(access_key) != bool(secret_key):
+        before = len(s3.problems)
+        access_key = read_credential(entry, "access_key") or read_credential(auth, "access_key")
+        secret_key = read_credential(entry, "secret_key") or read_credential(auth, "secret_key")
+        if bool(access_key) != bool(secret_key) and len(s3.problems) == before:
             entry.problems.append(f"{where}: only one of access_key and secret_key is set; "
                                   "set both or neither")
         endpoint = entry.opt_text("endpoint", "must be a URL")

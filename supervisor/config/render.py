@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from .credentials import credential_value
 from .fields import plain, yaml_dumper
-from .model import FunctionConfig, StoragePath
+from .model import FunctionConfig, S3Provider, StoragePath
 
 
 class _Whole(dict[str, Any]):
@@ -15,6 +16,28 @@ class _Whole(dict[str, Any]):
 def _render_path(path: StoragePath) -> dict[str, Any]:
     return {"storage_provider": path.storage_provider, "path": path.path,
             "prefix": list(path.prefix) or None, "suffix": list(path.suffix) or None}
+
+
+def _providers_of(config: FunctionConfig, kind: str) -> dict[str, Any]:
+    """The ``storage_providers.<kind>`` entries by id (``minio.<id>`` keys are MinIO's)."""
+    out: dict[str, Any] = {}
+    for key, provider in config.storage_providers.items():
+        minio = key.startswith("minio.")
+        if minio == (kind == "minio"):
+            out[key[len("minio."):] if minio else key] = _render_provider(provider)
+    return out
+
+
+def _render_provider(provider: S3Provider) -> dict[str, Any]:
+    """A provider's settings; a credential given as a reference stays a reference (a
+    reference mapping is written whole, never merged with the raw one)."""
+    def credential(value: Any) -> Any:
+        written = credential_value(value)
+        return _Whole(written) if isinstance(written, dict) else written
+
+    return {"access_key": credential(provider.access_key),
+            "secret_key": credential(provider.secret_key),
+            "region": provider.region, "endpoint": provider.endpoint}
 
 
 def _render(config: FunctionConfig) -> dict[str, Any]:
@@ -38,10 +61,8 @@ def _render(config: FunctionConfig) -> dict[str, Any]:
         "output": [_render_path(p) for p in config.output],
         "environment": {"Variables": _Whole(config.environment)},
         "log_level": config.log_level,
-        "storage_providers": {"s3": _Whole({
-            ident: {"access_key": p.access_key, "secret_key": p.secret_key,
-                    "region": p.region, "endpoint": p.endpoint}
-            for ident, p in config.storage_providers.items()})},
+        "storage_providers": {kind: _Whole(_providers_of(config, kind))
+                              for kind in ("s3", "minio")},
         "batch": {
             "vcpus": batch.vcpus,
             "memory": batch.memory,
@@ -121,7 +142,8 @@ def to_mapping(config: FunctionConfig) -> dict[str, Any]:
     It is ``config.raw`` (unknown keys kept) with every typed field written
     over it, so a config changed with ``dataclasses.replace`` is written as
     it is now; ``parse(to_mapping(c), check_files=False) == c``. The result
-    holds the storage providers' credentials: treat it as secret.
+    holds the storage providers' credentials as they were given (a reference stays a
+    reference; a plain key is there in plain text): treat it as secret.
     """
     return _overlay(plain(config.raw), _render(config), _render(FunctionConfig(name="")))
 
