@@ -25,6 +25,7 @@ __all__ = [
     "handoff",
     "pipeline",
     "plan",
+    "process",
     "provision",
     "result",
     "runner",

@@ -5,8 +5,7 @@ Python runtime can see, so the supervisor keeps its own :class:`Deadline`
 (the invocation's remaining time minus a safety threshold) and stops the
 script itself with :func:`~supervisor.process.kill_group` (SIGTERM to the
 whole process group, a grace period, then SIGKILL), which lives with the
-rest of process control in :mod:`supervisor.process` and is also reachable
-from here.
+rest of process control in :mod:`supervisor.process`.
 
 Deadlines are expressed in ``time.monotonic()`` terms; every function that
 reads the time takes a ``clock`` argument so tests can pass a fake one.
@@ -17,9 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .process import group_alive, kill_group
-
-__all__ = ["Clock", "Deadline", "kill_group", "group_alive"]
+__all__ = ["Clock", "Deadline"]
 
 Clock = Callable[[], float]
 """A source of monotonic seconds, ``time.monotonic`` unless a test passes another."""

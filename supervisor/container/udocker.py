@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from ..errors import ImageError, ScriptTimeout
+from ..process import kill_group
 from ..runner import DEFAULT_PATH
-from ..watchdog import Deadline, kill_group
+from ..watchdog import Deadline
 from .spec import ContainerSpec
 
 __all__ = ["SENTINEL", "proot_wrapper_text", "patchelf_wrapper_text", "env_shim_text",

@@ -16,7 +16,7 @@ import yaml
 
 from supervisor.handoff import Handoff, now_iso, write_handoff
 from supervisor.local.s3event import event_of, object_created_record
-from supervisor.watchdog import group_alive
+from supervisor.process import group_alive
 
 pytestmark = pytest.mark.integration
 
