@@ -28,6 +28,7 @@ from ..provision import (
     remove,
 )
 from ..provision.ignored import ignored_fdl_keys, ignored_keys
+from ..provision.plain_keys import plain_keys_note
 from ..workflow import check_loops
 from .args import Subparsers, add_command
 from .context import Context
@@ -166,6 +167,9 @@ def run_deploy(args: argparse.Namespace, ctx: Context) -> int:
     for config in select(configs, args.name):
         for line in ignored_keys(config, config.name):
             ctx.note(line)
+        plain_keys = plain_keys_note(config, config.name)
+        if plain_keys is not None:
+            ctx.note(plain_keys)
         if not args.dry_run:
             ctx.note(f"deploying {config.name} ({config.execution_mode}) ...")
         profile, region = function_account(config)
