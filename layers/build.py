@@ -98,9 +98,10 @@ RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 PRUNED_PACKAGES = ("aws_lambda_powertools",)
 
 # botocore/boto3 service data kept in the pyz: what supervisor-batch and the supervisor's
-# clients call (S3 stage-in/out and hand-off, Batch, DynamoDB idempotency, STS), newest
-# API version only, without the documentation examples.
-BOTO_SERVICES = ("s3", "batch", "dynamodb", "sts")
+# clients call (S3 stage-in/out and hand-off, Batch, DynamoDB idempotency, STS, Secrets
+# Manager and SSM for provider keys given as references), newest API version only,
+# without the documentation examples.
+BOTO_SERVICES = ("s3", "batch", "dynamodb", "sts", "secretsmanager", "ssm")
 # Files compiled for one platform that a pure-Python artefact drops: PyYAML's libyaml
 # binding (yaml/_yaml*.so) and the ``_yaml`` shim package that re-exports it. PyYAML
 # falls back to its pure-Python parser and emitter (``yaml.__with_libyaml__`` False).
@@ -1058,7 +1059,8 @@ assert yaml.safe_load("a: [1, 2]") == {"a": [1, 2]}
 import supervisor.batch_entry, boto3
 from botocore.stub import Stubber
 calls = {"s3": "list_buckets", "batch": "describe_job_queues", "dynamodb": "list_tables",
-         "sts": "get_caller_identity"}
+         "sts": "get_caller_identity", "secretsmanager": "list_secrets",
+         "ssm": "describe_parameters"}
 session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s",
                                 region_name="eu-west-1")
 for service, operation in calls.items():

@@ -196,7 +196,7 @@ def test_pyz_has_the_shebang_a_main_and_only_the_botocore_data_it_needs(
     assert "@BUILD_ID@" not in main
     services = {n.split("/")[2] for n in names
                 if n.startswith("botocore/data/") and n.count("/") >= 3}
-    assert services == {"s3", "batch", "dynamodb", "sts"}
+    assert services == {"s3", "batch", "dynamodb", "sts", "secretsmanager", "ssm"}
     assert "botocore/cacert.pem" in names and "yaml/__init__.py" in names
     assert "aws_lambda_powertools/__init__.py" not in names
 
