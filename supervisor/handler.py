@@ -24,7 +24,7 @@ from .aws import ClientFactory
 from .config import FunctionConfig
 from .container.spec import ContainerSettings, ContainerSpec, spec_for
 from .direct import DirectInvocation, direct_invocation
-from .errors import EventError, HandoffInProgress, ScriptTimeout, SupervisorError
+from .errors import EventError, HandoffInProgress, ScriptTimeout, SupervisorError, describe
 from .events import InputObject, event_mapping, parse_each
 from .pipeline import Job, run_job
 from .plan import delegate_reason
@@ -158,7 +158,7 @@ class _Invocation:
 
         def logged(exc: BaseException) -> None:
             if isinstance(exc, SupervisorError):
-                logger.error("record failed", extra={"error": records.reason(exc)})
+                logger.error("record failed", extra={"error": describe(exc)})
             else:
                 logger.exception("internal error")
 

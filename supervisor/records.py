@@ -7,32 +7,14 @@ record that is not an object creation is skipped, and whatever the step raises e
 """
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from .errors import SupervisorError
+from .errors import describe, one_line
 from .events import InputObject
 from .result import RecordResult
 
 __all__ = ["skipped", "failed", "malformed", "one_line", "run_record"]
-
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: whitespace runs become one space, other control characters
-    and lone surrogates are escaped (``\\x00``, ``\\udc80``), so any key stays readable. Pure."""
-    flat = " ".join(text.split())
-    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace")
-                            .decode("ascii"), flat)
-
-
-def reason(exc: BaseException) -> str:
-    """What went wrong, in one line (an unexpected error names its type)."""
-    if isinstance(exc, SupervisorError):
-        return one_line(str(exc) or type(exc).__name__)
-    return one_line(f"internal error: {type(exc).__name__}: {exc}")
 
 
 def skipped(obj: InputObject, why: Optional[str] = None) -> RecordResult:
@@ -76,4 +58,4 @@ def run_record(obj: Optional[InputObject], step: Callable[[], RecordResult], *,
         return step(), None
     except Exception as exc:  # the record's error boundary: the next record still runs
         on_error(exc)
-        return failed(obj, reason(exc), clock() - start), exc
+        return failed(obj, describe(exc), clock() - start), exc

@@ -13,9 +13,9 @@ from ..errors import (
     ScriptTimeout,
     StageInError,
     StageOutError,
+    describe,
 )
 from ..records import one_line
-from ..records import reason as records_reason
 from ..result import RecordResult
 from ..runner import shell_exit_code
 
@@ -83,7 +83,7 @@ def reason_for(exc: BaseException) -> str:
         return one_line(str(exc))
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    return records_reason(exc)
+    return describe(exc)
 
 
 

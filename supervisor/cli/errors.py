@@ -10,14 +10,9 @@ boto3 errors, ``OSError``) into the text after ``supervisor: ``: one line.
 """
 from __future__ import annotations
 
-from ..errors import SupervisorError
-from ..provision.errors import error_code  # the AWS error code of a ClientError
+from ..errors import CliError, error_code
 
 __all__ = ["CliError", "reason", "error_code"]
-
-
-class CliError(SupervisorError):
-    """A command cannot do what was asked; the message is the one line the user sees."""
 
 
 def reason(exc: BaseException) -> str:

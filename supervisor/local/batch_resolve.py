@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from ..container.spec import ENV_JOB_IMAGE, ENV_JOB_IMAGE_FILE
-from ..errors import SupervisorError
+from ..errors import JobSpecError
 
 __all__ = [
     "JobSpecError", "JobSpec", "LocalHost", "Launch", "spec_from_describe",
@@ -59,9 +59,6 @@ MAX_ATTEMPTS = 10  # retryStrategy.attempts is 1-10
 HOST_ENV_VARS = ("PATH", "HOME", "LANG")
 """The only variables a job gets from the host's environment."""
 
-
-class JobSpecError(SupervisorError):
-    """The job cannot be run locally as its definition and overrides say (it ends FAILED)."""
 
 
 @dataclass(frozen=True)

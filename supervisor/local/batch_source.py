@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Collection, Iterator, Mapping, Optional, Sequence
 
-from ..errors import SupervisorError
+from ..errors import EndpointError
 from .batch_resolve import JobSpec, known_job_ids, spec_from_describe
 
 __all__ = ["BatchSource", "EndpointError", "Described", "JOB_STATUSES"]
@@ -22,9 +22,6 @@ JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCC
                 "FAILED")
 _DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
 
-
-class EndpointError(SupervisorError):
-    """The endpoint could not be asked about its Batch jobs (try again later)."""
 
 
 @dataclass

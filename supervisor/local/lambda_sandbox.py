@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..aws import ClientFactory
-from ..errors import SupervisorError
+from ..errors import LocalLambdaError
 
 __all__ = [
     "LocalLambdaError", "Sandbox", "Sandboxes", "lambda_environment", "python_path",
@@ -49,9 +49,6 @@ LOCAL_LANG = "C.UTF-8"
 _MARKER = "supervisor sha256:"
 _CONFIG_PATH_ENV = "FUNCTION_CONFIG_PATH"
 
-
-class LocalLambdaError(SupervisorError):
-    """The local Lambda cannot run a function as deployed (missing, code differs, ...)."""
 
 
 @dataclass(frozen=True)
