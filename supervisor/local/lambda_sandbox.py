@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..aws import ClientFactory
-from ..errors import LocalLambdaError
+from ..errors import LocalLambdaError, translated
 
 __all__ = [
     "LocalLambdaError", "Sandbox", "Sandboxes", "lambda_environment", "python_path",
@@ -168,18 +168,10 @@ class Sandboxes:
             task_root=task_root, opt_dir=opt_dir, code_sha256=code_sha)
 
     def _configuration(self, function: str) -> Mapping[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with translated(f"function {function}: cannot read its configuration",
+                        LocalLambdaError):
             answer: Mapping[str, Any] = self._clients.client("lambda").get_function_configuration(
                 FunctionName=function)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise LocalLambdaError(f"function {function}: {error.get('Code', 'error')}: "
-                                   f"{error.get('Message', exc)}") from exc
-        except BotoCoreError as exc:
-            raise LocalLambdaError(f"function {function}: cannot read its configuration: "
-                                   f"{exc}") from exc
         return answer
 
     def _task_root(self, name: str, code_sha: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Sequence
 
+from ..errors import aws_message
 from .errors import error_code, translated
 
 __all__ = ["role_problem", "instance_profile_problem", "network_problems"]
@@ -93,6 +94,5 @@ def network_problems(ec2: Any, subnets: Sequence[str], security_groups: Sequence
             except ClientError as exc:
                 if not error_code(exc).startswith(missing):
                     raise
-                message = str(exc.response.get("Error", {}).get("Message", "")).strip()
-                problems.append(f"{field}: {message or error_code(exc)}")
+                problems.append(f"{field}: {aws_message(exc)}")
     return problems
