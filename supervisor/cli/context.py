@@ -11,12 +11,15 @@ of the default credentials, otherwise boto3 resolves the endpoint itself
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Mapping, Optional, TextIO
 
 from ..aws import ClientFactory
 from .output import to_json
 
-__all__ = ["Context", "SessionFactory", "boto3_session"]
+__all__ = ["Context", "SessionFactory", "boto3_session", "cli_region", "REGION_ENV"]
+
+#: The region variable of the AWS CLI and most SDKs (boto3 reads only AWS_DEFAULT_REGION).
+REGION_ENV = "AWS_REGION"
 
 #: Makes the boto3 session from ``--profile`` and ``--region`` (either may be None).
 SessionFactory = Callable[[Optional[str], Optional[str]], Any]
@@ -27,6 +30,12 @@ def boto3_session(profile: Optional[str], region: Optional[str]) -> Any:
     import boto3.session
 
     return boto3.session.Session(profile_name=profile, region_name=region)
+
+
+def cli_region(option: Optional[str], environ: Mapping[str, str]) -> Optional[str]:
+    """The run's region: ``--region``, else ``AWS_REGION``; None leaves it to boto3
+    (``AWS_DEFAULT_REGION``, then the profile's ``region`` in the shared config file)."""
+    return option or environ.get(REGION_ENV, "").strip() or None
 
 
 @dataclass

@@ -8,13 +8,14 @@ Ctrl-C exits 130. Nothing below this module prints a traceback or exits.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import SupervisorError
 from . import deploy, files, invoke, local, logs, status
-from .context import Context, SessionFactory, boto3_session
+from .context import Context, SessionFactory, boto3_session, cli_region
 from .errors import reason
 
 __all__ = ["main", "build_parser"]
@@ -55,11 +56,13 @@ def _global_options(*, in_subcommand: bool) -> argparse.ArgumentParser:
     group.add_argument("--json", action="store_true", default=default(False),
                        help="print the result as JSON")
     group.add_argument("--region", default=default(None),
-                       help="the AWS region (default: boto3's, e.g. AWS_REGION)")
+                       help="the AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, "
+                            "then the profile's region in ~/.aws/config)")
     group.add_argument("--endpoint-url", default=default(None), metavar="URL",
                        help="the AWS endpoint (default: boto3's, e.g. AWS_ENDPOINT_URL)")
     group.add_argument("--profile", default=default(None),
-                       help="the AWS profile of the credentials (default: boto3's)")
+                       help="the profile of ~/.aws/config and ~/.aws/credentials "
+                            "(default: AWS_PROFILE, else default)")
     return parser
 
 
@@ -99,7 +102,8 @@ def main(argv: Optional[Sequence[str]] = None, *,
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    ctx = Context(stdout=sys.stdout, stderr=sys.stderr, json=args.json, region=args.region,
+    ctx = Context(stdout=sys.stdout, stderr=sys.stderr, json=args.json,
+                  region=cli_region(args.region, os.environ),
                   endpoint_url=args.endpoint_url, profile=args.profile,
                   session_factory=session_factory)
     try:

@@ -21,7 +21,12 @@ from .preflight import preflight
 from .requests import Outcome, Plan
 from .waiting import DEFAULT_WAITING, Waiting
 
-__all__ = ["Deployment", "deploy", "caller_account", "client_region"]
+__all__ = ["Deployment", "deploy", "caller_account", "client_region", "NO_REGION"]
+
+#: What a deploy without a region says: every place a region is read from, first wins.
+NO_REGION = ("no AWS region configured: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), "
+             "or put 'region = REGION' in the profile's section of ~/.aws/config "
+             "(AWS_CONFIG_FILE; the profile is --profile, else AWS_PROFILE, else default)")
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,14 @@ def caller_account(clients: ClientFactory) -> str:
 
 def client_region(clients: ClientFactory) -> str:
     """The region boto3 resolved (no API call: it is read from the client's settings)."""
-    with translated("no AWS region configured (set AWS_REGION or AWS_DEFAULT_REGION)"):
+    from botocore.exceptions import NoRegionError
+
+    try:
         region = clients.client("lambda").meta.region_name
+    except NoRegionError as exc:
+        raise ProvisionError(NO_REGION) from exc
     if not region:
-        raise ProvisionError("no AWS region configured (set AWS_REGION or AWS_DEFAULT_REGION)")
+        raise ProvisionError(NO_REGION)
     return str(region)
 
 
