@@ -20,6 +20,7 @@ CLI shows. Only the entry points (``handler.py``, ``batch/entry.py``, the CLI's
     ├── DelegationError    the job could not be handed to AWS Batch
     │   └── HandoffInProgress  a duplicate event while another invocation hands it off
     ├── ProvisionError     deploy or rm could not plan, check, create or remove a resource
+    ├── BuildError         the layers or supervisor-batch.pyz could not be built
     ├── CliError           a command cannot do what was asked (bad argument, missing object)
     ├── LocalLambdaError   the local Lambda cannot run a function as deployed
     ├── JobSpecError       the local Batch cannot run a job as its definition says
@@ -43,6 +44,7 @@ __all__ = [
     "DelegationError",
     "HandoffInProgress",
     "ProvisionError",
+    "BuildError",
     "CliError",
     "LocalLambdaError",
     "JobSpecError",
@@ -119,6 +121,11 @@ class ProvisionError(SupervisorError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+class BuildError(SupervisorError):
+    """The layers or ``supervisor-batch.pyz`` could not be built correctly; the message
+    says why (and, for missing system files, what to install)."""
 
 
 class CliError(SupervisorError):
