@@ -116,9 +116,52 @@ def _decode_inline(text: str) -> Mapping[str, Any]:
     return _load_document(decoded, f"{ENV_CONFIG} (base64)")
 
 
+#: Parsed configurations by what they were read from (warm invocations read the same).
+_LOADED: dict[tuple[Any, ...], FunctionConfig] = {}
+_LOADED_MAX = 8
+
+
+def _source_key(environ: Mapping[str, str], default_path: Path,
+                check_files: bool) -> Optional[tuple[Any, ...]]:
+    """What the configuration ``load`` would read depends on: the inline text, or the
+    file's identity and modification time, and the variables that change the result
+    (None: no file to read, let ``load`` say so)."""
+    inline = environ.get(ENV_CONFIG, "")
+    if inline.strip():
+        source: tuple[Any, ...] = ("inline", inline)
+    else:
+        file = Path(environ.get(ENV_CONFIG_PATH, "") or default_path)
+        try:
+            info = file.stat()
+        except (OSError, ValueError):
+            return None
+        source = ("file", str(file), info.st_ino, info.st_size, info.st_mtime_ns)
+    variables = tuple(environ.get(name, "") for name in (
+        "LAMBDA_TASK_ROOT", "AWS_LAMBDA_FUNCTION_NAME", *(n for n, _ in ENV_OVERRIDES)))
+    return (*source, variables, str(default_path), check_files)
+
+
 def load(environ: Mapping[str, str], *, default_path: Path = DEFAULT_CONFIG_PATH,
          check_files: bool = True) -> FunctionConfig:
-    """The function's configuration, from the first source found.
+    """The function's configuration, from the first source found (see :func:`read`).
+
+    A configuration already read from the same text (or the same unchanged file)
+    with the same variables is not parsed again: a warm invocation reuses it.
+    """
+    key = _source_key(environ, default_path, check_files)
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
+    config = read(environ, default_path=default_path, check_files=check_files)
+    if key is not None:
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = config
+    return config
+
+
+def read(environ: Mapping[str, str], *, default_path: Path = DEFAULT_CONFIG_PATH,
+         check_files: bool = True) -> FunctionConfig:
+    """The function's configuration, from the first source found, parsed now.
 
     1. env ``FUNCTION_CONFIG``: base64 of YAML (plain YAML or JSON text is
        accepted too); a relative ``init_script`` is resolved against

@@ -1035,3 +1035,24 @@ def test_lambda_batch_needs_a_threshold_that_leaves_time_to_hand_off() -> None:
                for p in problems_of(data))
     data["execution_mode"] = "lambda"
     parse(data)  # nothing is handed off in lambda mode: 0 is fine there
+
+
+def test_a_warm_invocation_reuses_the_parsed_configuration_until_its_source_changes(
+        tmp_path: Path) -> None:
+    from supervisor.config import load
+
+    (tmp_path / "s.sh").write_text("true\n")
+    inline = base64.b64encode(b"name: cached\ninit_script: s.sh\n").decode()
+    env = {"FUNCTION_CONFIG": inline, "LAMBDA_TASK_ROOT": str(tmp_path)}
+    first = load(env)
+    assert load(dict(env)) is first
+    assert load(dict(env, EXECUTION_MODE="lambda-batch")).execution_mode == "lambda-batch"
+    other = base64.b64encode(b"name: other\ninit_script: s.sh\n").decode()
+    assert load(dict(env, FUNCTION_CONFIG=other)).name == "other"
+
+    file = tmp_path / "function_config.yaml"
+    file.write_text("name: from-file\ninit_script: s.sh\n")
+    by_path = {"FUNCTION_CONFIG_PATH": str(file)}
+    assert load(by_path).name == "from-file"
+    file.write_text("name: edited-file\ninit_script: s.sh\n")  # same size class, new content
+    assert load(by_path).name == "edited-file"
