@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 from .. import __version__
 from ..errors import SupervisorError
 from . import deploy, files, invoke, local, logs, status
+from .args import Parser
 from .context import Context, SessionFactory, boto3_session, cli_region
 from .errors import reason
 
@@ -68,7 +69,7 @@ def _global_options(*, in_subcommand: bool) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole argument tree."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="supervisor", description=DESCRIPTION, epilog=EPILOG,
         parents=[_global_options(in_subcommand=False)],
         formatter_class=argparse.RawDescriptionHelpFormatter)

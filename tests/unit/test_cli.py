@@ -301,9 +301,10 @@ def test_the_progress_bar_draws_on_a_terminal_only() -> None:
     bar(1024)
     bar(1)  # same percentage: not redrawn
     assert stream.getvalue().count("\r") == 1
-    assert "in/daisy.jpg  [############------------]   50%  1.0 KB / 2.0 KB" in stream.getvalue()
+    assert "in/daisy.jpg  [############------------]   50%     1.0 KB /    2.0 KB" in \
+        stream.getvalue()
     bar.done()
-    assert stream.getvalue().endswith("100%  2.0 KB / 2.0 KB\n")
+    assert stream.getvalue().endswith("100%     2.0 KB /    2.0 KB\n")
     quiet = io.StringIO()
     silent = ProgressBar(quiet, "x", 10, enabled=False)
     silent(10)
