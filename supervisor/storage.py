@@ -22,22 +22,18 @@ import time
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
-from s3transfer.exceptions import (
-    RetriesExceededError,
-    S3DownloadFailedError,
-    S3UploadFailedError,
-    S3ValidationError,
-)
-from s3transfer.manager import TransferConfig, TransferManager
 
 from .aws import ClientFactory
 from .commit import Output, Uploaded, commit_outputs
 from .config import StoragePath
 from .errors import StageInError, StageOutError
 from .watchdog import Deadline
+
+if TYPE_CHECKING:
+    from s3transfer.manager import TransferConfig
 
 __all__ = [
     "FALLBACK_NAME",
@@ -63,17 +59,22 @@ _COPY_CHUNK = 1024 * 1024
 # keep a 1-2 core Lambda or job busy without the peak memory growing with the file.
 _TRANSFER_THREADS = 4
 
-# Errors a transfer may raise that we translate; anything else is a bug and propagates.
-_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (
-    ClientError,
-    BotoCoreError,
-    OSError,
-    RetriesExceededError,
-    S3DownloadFailedError,
-    S3UploadFailedError,
-    S3ValidationError,
-    CancelledError,
-)
+
+
+@functools.lru_cache(maxsize=1)
+def _transfer_errors() -> tuple[type[BaseException], ...]:
+    """Errors a transfer may raise that we translate; anything else is a bug and
+    propagates. s3transfer (and the botocore it loads) is imported only when it is
+    needed: an ``except`` clause evaluates this only when something was raised."""
+    from s3transfer.exceptions import (
+        RetriesExceededError,
+        S3DownloadFailedError,
+        S3UploadFailedError,
+        S3ValidationError,
+    )
+
+    return (ClientError, BotoCoreError, OSError, RetriesExceededError, S3DownloadFailedError,
+            S3UploadFailedError, S3ValidationError, CancelledError)
 
 # Only Python's built-in table, so the answer is the same on Lambda, Batch and a laptop.
 @functools.lru_cache(maxsize=1)
@@ -261,6 +262,8 @@ def _reason(exc: BaseException, missing: str) -> str:
         return _client_reason(exc, missing)
     if isinstance(exc, OSError):
         return _os_reason(exc)
+    from s3transfer.exceptions import S3DownloadFailedError, S3UploadFailedError
+
     if isinstance(exc, (S3DownloadFailedError, S3UploadFailedError)) and exc.__cause__:
         return _reason(exc.__cause__, missing)
     return _one_line(str(exc)) or type(exc).__name__
@@ -352,6 +355,8 @@ def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
             if size is not None and size < small_object_threshold:
                 expected = _get_whole(s3, bucket, key, extra_args, sink, uri)
             else:
+                from s3transfer.manager import TransferManager
+
                 with TransferManager(s3, transfer_config or _download_config()) as manager:
                     future = manager.download(bucket, key, sink, extra_args=extra_args)
                     future.result()
@@ -363,7 +368,7 @@ def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
                                f"the object has {expected}")
         os.replace(temp, final)
         done = True
-    except _TRANSFER_ERRORS as exc:
+    except _transfer_errors() as exc:
         raise StageInError(f"cannot download {uri}: {_reason(exc, 'does not exist')}") from exc
     finally:
         if temp is not None and not done:
@@ -401,6 +406,8 @@ def _plan(output_dir: Path, outputs: Sequence[StoragePath]) -> list[_Upload]:
 
 
 def _download_config() -> TransferConfig:
+    from s3transfer.manager import TransferConfig
+
     return TransferConfig(max_request_concurrency=_TRANSFER_THREADS)
 
 
