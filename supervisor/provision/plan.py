@@ -43,6 +43,7 @@ from .requests import (
     Plan,
     Request,
 )
+from .script_check import syntax_problem
 from .userdata import batch_user_data
 
 __all__ = [
@@ -209,6 +210,10 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
     problem found before any AWS call.
     """
     problems = check_config(config)
+    if config.init_script:
+        problem = syntax_problem(Path(config.init_script))
+        if problem:
+            problems.append(problem)
     runtime = _runtime(config, problems)
     ephemeral = _ephemeral_storage(config, problems)
     extra_layers = _extra_layers(config, problems)

@@ -593,6 +593,28 @@ functions:
     assert cli("rm", "-f", str(fdl))[0] == 0
 
 
+def test_a_script_that_does_not_parse_is_refused_with_the_shells_own_words(
+        cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str]) -> None:
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text(f"""\
+functions:
+  aws:
+  - lambda:
+      name: broken-{uuid.uuid4().hex[:8]}
+      init_script: job.sh
+      input: [{{storage_provider: s3, path: broken/input}}]
+    iam: {{role: "{roles["lambda"]}"}}
+""")
+    (tmp_path / "job.sh").write_text('if [ -f "$INPUT_FILE_PATH" ]; then\n  wc -c\n')
+    for extra in (["--dry-run"], []):
+        code, out, err = cli("deploy", "-f", str(fdl), *artifacts, *extra)
+        assert code == 1, err
+        [error] = [line for line in err.splitlines() if line.startswith("supervisor: ")]
+        assert "init_script: job.sh does not parse as a shell script: job.sh: 3: " in error
+        assert 'expecting "fi"' in error and str(tmp_path) not in error
+    assert cli.recorder.mutating() == []
+
+
 def test_deployment_bucket_carries_the_package_as_scar_sends_it(
         cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],
         s3: Any) -> None:

@@ -282,3 +282,24 @@ def test_a_request_through_the_functions_rest_api_runs_it_with_the_body_as_input
     assert count == ["photo.jpg", "1024"]
     assert any(line.startswith("requested https://") and "/scar/launch with " in line
                for line in progress), progress
+
+
+def test_a_script_that_does_not_parse_stops_the_session_before_anything_runs(
+        tmp_path: Path, built: Built) -> None:
+    from supervisor.provision import ProvisionError
+
+    fdl = write_fdl(tmp_path, """\
+        functions:
+          aws:
+          - lambda:
+              name: broken
+              init_script: broken.sh
+              input: [{storage_provider: s3, path: broken/input}]
+        """, {"broken.sh": "for f in *; do\n  echo $f\n"})
+    (tmp_path / "data.txt").write_text("x\n")
+    with pytest.raises(ProvisionError, match=r"init_script: broken.sh does not parse as a "
+                                             r"shell script: broken.sh: 3: "):
+        run_local(fdl, [tmp_path / "data.txt"], timeout=None, state_dir=tmp_path / "s",
+                  progress=lambda _: None, layer_zip=built.layer, batch_pyz=built.pyz,
+                  max_wait=60)
+    assert not (tmp_path / "s" / "lambda" / "logs").exists()

@@ -630,3 +630,17 @@ def test_a_function_that_runs_its_image_on_lambda_gets_the_udocker_layer(
     with pytest.raises(ProvisionError, match="udocker layer zip: .* build it with"):
         build_plan(mrbayes, account_id=ACCOUNT, region=REGION, layer_zip=layer_zip,
                    batch_pyz=pyz, udocker_layer_zip=layer_zip.with_name("missing.zip"))
+
+
+def test_the_script_check_says_what_sh_says_or_nothing(tmp_path: Path) -> None:
+    from supervisor.provision.script_check import syntax_problem
+
+    good, bad = tmp_path / "good.sh", tmp_path / "bad.sh"
+    good.write_text('case "$1" in a) echo a ;; esac\n')
+    bad.write_text("echo (\n")
+    assert syntax_problem(good) is None
+    problem = syntax_problem(bad)
+    assert problem is not None and problem.startswith(
+        "init_script: bad.sh does not parse as a shell script: bad.sh: 2: ")
+    assert "\n" not in problem and str(tmp_path) not in problem
+    assert syntax_problem(bad, shell=str(tmp_path / "no-such-sh")) is None  # no shell: skip
