@@ -2,7 +2,7 @@
 
 One function's configuration is the ``lambda`` section of a SCAR function
 definition with its siblings (``storage_providers``, ``batch``, ``iam``,
-``cloudwatch``, ``idempotency``, ``handoff``) merged into one flat mapping.
+``cloudwatch``, ``idempotency``, ``handoff``, ``history``) merged into one flat mapping.
 
 - :func:`parse` turns that mapping, or one FDL ``functions.aws[i]`` entry, into a
   :class:`FunctionConfig`; it checks every field and raises one
@@ -33,6 +33,7 @@ from .model import (
                     ContainerConfig,
                     ExecutionMode,
                     FunctionConfig,
+                    HistoryConfig,
                     MultiNodeParallel,
                     S3Provider,
                     SecretRef,
@@ -53,6 +54,7 @@ __all__ = [
     "MultiNodeParallel",
     "BatchConfig",
     "FunctionConfig",
+    "HistoryConfig",
     "ENV_CONFIG",
     "ENV_CONFIG_PATH",
     "DEFAULT_CONFIG_PATH",

@@ -19,7 +19,8 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
                        1096, 1827, 2192, 2557, 2922, 3288, 3653)
 _LAMBDA_ENV_LIMIT = 4096  # bytes, all keys and values of the Lambda function's environment
-_SIBLINGS = frozenset({"storage_providers", "batch", "iam", "cloudwatch", "idempotency", "handoff"})
+_SIBLINGS = frozenset({"storage_providers", "batch", "iam", "cloudwatch", "idempotency", "handoff",
+                       "history"})
 
 
 
@@ -254,3 +255,12 @@ class _Section:
                 self.problems.append(f"{where}: {_kind(value)} is not a string, number or "
                                      "boolean; environment values must be scalars")
         return out
+
+
+def table_name(section: _Section, key: str) -> Optional[str]:
+    """A DynamoDB table name (``idempotency.table``, ``history.table``), or ``None``."""
+    table = section.opt_text(key)
+    if table is not None and not _TABLE_NAME.fullmatch(table):
+        section.problem(key, f"{section.show(table)} is not a DynamoDB table name",
+                        "must be 3-255 letters, digits, '_', '-' or '.'")
+    return table

@@ -164,6 +164,15 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """``history``: the DynamoDB table of what each Lambda run cost (``lambda-batch``)."""
+
+    table: Optional[str] = None  # None: no run history
+    expires_after_seconds: int = 30 * 24 * 60 * 60  # what was learned is kept this long
+    explore_fraction: float = 0.02  # records history would delegate that still run here
+
+
+@dataclass(frozen=True)
 class FunctionConfig:
     """One function's configuration: the ``lambda`` section plus its siblings.
 
@@ -189,6 +198,7 @@ class FunctionConfig:
     idempotency_expires_after: int = 86400  # idempotency.expires_after_seconds
     handoff_bucket: Optional[str] = None  # handoff.bucket, default: first input bucket
     handoff_prefix: str = "supervisor-handoff/"  # handoff.prefix
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

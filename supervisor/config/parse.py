@@ -17,7 +17,6 @@ from .fields import (
     _LOG_LEVELS,
     _LOG_RETENTION_DAYS,
     _SIBLINGS,
-    _TABLE_NAME,
     _join,
     _kind,
     _merge,
@@ -26,7 +25,9 @@ from .fields import (
     _show,
     _unique,
     plain,
+    table_name,
 )
+from .history import parse_history
 from .model import (
     EXECUTION_MODES,
     BatchConfig,
@@ -48,7 +49,7 @@ def parse(data: Mapping[str, Any], *, base_dir: Optional[Path] = None, path: str
 
     ``data`` is the flat mapping the Lambda sees (the keys of SCAR's ``lambda``
     section plus the sibling keys ``storage_providers``, ``batch``, ``iam``,
-    ``cloudwatch``, ``idempotency``, ``handoff``), or an FDL function entry
+    ``cloudwatch``, ``idempotency``, ``handoff``, ``history``), or an FDL function entry
     ``{lambda: {...}, batch: {...}, ...}``, which is merged into that form.
     A relative ``init_script`` is resolved against ``base_dir``; with
     ``check_files`` it must exist. ``path`` prefixes every field path in
@@ -133,12 +134,10 @@ def _parse(data: Mapping[str, Any], *, base_dir: Optional[Path], path: str,
             "must be one of " + ", ".join(str(d) for d in _LOG_RETENTION_DAYS))
         retention = None
     idem = top.section("idempotency")
-    table = idem.opt_text("table")
-    if table is not None and not _TABLE_NAME.fullmatch(table):
-        idem.problem("table", f"{_show(table)} is not a DynamoDB table name",
-                     "must be 3-255 letters, digits, '_', '-' or '.'")
+    table = table_name(idem, "table")
     idem_expires = idem.integer("expires_after_seconds", 86400, lo=60, unit="seconds")
     handoff_bucket, handoff_prefix = _parse_handoff(top, inputs, mode)
+    history = parse_history(top)
 
     if problems:
         raise ConfigError(_unique(problems))
@@ -169,6 +168,7 @@ def _parse(data: Mapping[str, Any], *, base_dir: Optional[Path], path: str,
         idempotency_expires_after=idem_expires,
         handoff_bucket=handoff_bucket,
         handoff_prefix=handoff_prefix,
+        history=history,
         raw=raw,
     )
 

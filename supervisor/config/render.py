@@ -94,6 +94,9 @@ def _render(config: FunctionConfig) -> dict[str, Any]:
         "idempotency": {"table": config.idempotency_table,
                         "expires_after_seconds": config.idempotency_expires_after},
         "handoff": {"bucket": config.handoff_bucket, "prefix": config.handoff_prefix},
+        "history": {"table": config.history.table,
+                    "expires_after_seconds": config.history.expires_after_seconds,
+                    "explore_fraction": config.history.explore_fraction},
     }
 
 
