@@ -1,255 +1,204 @@
-"""``supervisor logs``: the log lines of a function's invocations and of its Batch jobs.
+"""``supervisor logs``: what a function's invocations and its Batch jobs logged, readable.
 
-On AWS: the newest events of ``/aws/lambda/NAME``; with ``--request-id``
-the lines of that invocation (``START`` to ``REPORT`` in its stream); with
-``--job-id`` the job's log stream(s) from ``DescribeJobs``
-(``container.logStreamName`` of each attempt, in ``/aws/batch/job`` or the
-job's ``awslogs-group``). With ``--local [DIR]``: the log files a local
-session recorded for its invocations and job attempts.
+Which lines: the function's newest (default), one invocation's
+(``--request-id``), one Batch job's, every attempt (``--job-id``), or all
+that happened to one object: each Lambda invocation of it followed by the
+Batch job it was handed to (``--key``). Ids may be the 8-character ones
+tables and progress lines show. On AWS they come from CloudWatch Logs
+(:mod:`.logs_aws`); with ``--local [DIR]`` from the log files a local
+session recorded (:mod:`.logs_local`).
 
-Asking for one request or job that has no log (yet) is an error; a function
-whose log group is empty is not.
+Each log is shown under a ``== … ==`` title, a line as ``time  LEVEL
+message  field=value`` (the script's own lines as ``time  script  line``,
+see :mod:`.logtext`); ``--json`` prints the records as written instead.
+``--follow`` keeps printing new lines as they come, until the invocation or
+job asked for has ended (the function's log: until Ctrl-C); with ``--json``
+it prints one JSON object per line.
+
+Asking for one request, job or object that has no log (yet) is an error; a
+function whose log is empty is not.
 """
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import json
+import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Optional
 
 from .args import Subparsers, add_command
-from .cloudwatch import (
-    BATCH_LOG_GROUP,
-    LogEvent,
-    lambda_log_group,
-    read_stream,
-    recent_streams,
-    request_block,
-    search,
-)
+from .cloudwatch import LogEvent
 from .context import Context
 from .errors import CliError
-from .localstate import DEFAULT_STATE_DIR, function_invocations, read_state
-from .output import cell, when
+from .localstate import DEFAULT_STATE_DIR
+from .logs_aws import JobView, KeyView, RecentView, RequestView
+from .logs_local import LocalView
+from .logsource import Source, View
+from .logtext import readable, record_of
+from .output import when
 
-__all__ = ["register", "run_logs", "job_streams", "events_text", "LocalLog", "local_logs"]
+__all__ = ["register", "run_logs", "Printer", "show_once", "follow", "FOLLOW_INTERVAL"]
 
 EXAMPLES = """
-  supervisor logs -n scar-plants                      # the newest Lambda log lines
-  supervisor logs -n scar-plants --request-id 8f1c…   # one invocation
-  supervisor logs -n scar-plants --job-id 4d2e…       # the Batch job's log stream
+  supervisor logs -n scar-plants                      # the newest lines of the function
+  supervisor logs -n scar-plants --key input/daisy.jpg  # its invocation, then its Batch job
+  supervisor logs -n scar-plants --request-id 8f1c2a3b  # one invocation (short ids work)
+  supervisor logs -n scar-plants --job-id 4d2e9f01 --follow   # a Batch job, as it runs
   supervisor logs -n scar-plants --local              # the session of supervisor local
-  supervisor logs -n scar-plants --local --job-id 4d2e…
+  supervisor logs -n scar-plants --local --key daisy.jpg --json
 """
-RECENT_STREAMS = 5
+FOLLOW_INTERVAL = 2.0  # seconds between two reads with --follow
+
+Sleep = Callable[[float], None]
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     """Add ``logs``."""
     parser = add_command(
         subparsers, "logs", common=common, func=run_logs, examples=EXAMPLES,
-        summary="print the log of a function's invocations or of a Batch job",
-        description="Print the function's newest Lambda log lines, one invocation's lines "
-                    "(--request-id), or a Batch job's log stream (--job-id, every attempt); "
-                    "--local reads the log files of a local session instead.")
+        summary="print what a function's invocations and Batch jobs logged",
+        description="Print the function's newest log lines, one invocation's (--request-id), "
+                    "one Batch job's, every attempt (--job-id), or one object's: each "
+                    "invocation of it followed by the Batch job it went to (--key). Lines "
+                    "are readable (the script's own lines marked 'script'); --json prints "
+                    "the records as written; --follow keeps printing as lines come. Ids "
+                    "may be the short ones tables and progress lines show. --local reads "
+                    "the log files of a local session instead of CloudWatch Logs.")
     parser.add_argument("-n", "--name", required=True, help="the function")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--request-id", metavar="ID", help="one invocation's lines")
-    which.add_argument("--job-id", metavar="ID", help="a Batch job's log")
+    which.add_argument("--job-id", metavar="ID", help="a Batch job's log, every attempt")
+    which.add_argument("-k", "--key", metavar="KEY",
+                       help="one object's invocations and Batch jobs (its key, or "
+                            "s3://BUCKET/KEY)")
+    parser.add_argument("--follow", action="store_true",
+                        help="keep printing new lines until what is shown has ended "
+                             "(the function's log: until Ctrl-C)")
+    parser.add_argument("--queue", help="the Batch job queue a short --job-id is looked up "
+                                        "in (default: named like the function)")
     parser.add_argument("--limit", type=int, default=100, metavar="N",
-                        help="lines shown without --request-id/--job-id (default 100)")
+                        help="lines of the function's log shown first (default 100)")
     parser.add_argument("--local", nargs="?", type=Path, const=DEFAULT_STATE_DIR,
                         metavar="STATE_DIR",
                         help=f"read a local session's log files (default {DEFAULT_STATE_DIR})")
 
 
-def events_text(events: list[LogEvent], *,
-                headers: Optional[Mapping[str, str]] = None) -> str:
-    """One line per event, ``time  message``; ``headers`` introduces each stream."""
-    lines: list[str] = []
-    stream: Optional[str] = None
-    for event in events:
-        if headers and event.stream != stream:
-            stream = event.stream
-            lines.append(headers.get(stream, f"== {stream} =="))
-        lines.append(f"{when(event.timestamp, millis=True)}  {event.message}")
-    return "\n".join(lines)
+class Printer:
+    """Writes the lines of sources: readable under their titles, or JSON records.
 
+    With ``streaming`` every line is written at once (``--follow``: JSON
+    lines); otherwise they are kept for :meth:`finish`, which prints them
+    (``--json``: one JSON array).
+    """
 
-def job_streams(job: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
-    """The job's log group and its ``(stream, label)`` per attempt, the current one last."""
-    container = job.get("container") or {}
-    config = container.get("logConfiguration") or {}
-    group = BATCH_LOG_GROUP
-    if config.get("logDriver") == "awslogs":
-        group = (config.get("options") or {}).get("awslogs-group") or BATCH_LOG_GROUP
-    streams: list[tuple[str, str]] = []
-    for number, attempt in enumerate(job.get("attempts") or [], start=1):
-        detail = attempt.get("container") or {}
-        stream = detail.get("logStreamName")
-        if stream:
-            why = attempt.get("statusReason") or detail.get("reason")
-            streams.append((stream, f"== attempt {number}: exit {cell(detail.get('exitCode'))}"
-                                    f"{', ' + why if why else ''} ({stream}) =="))
-    current = container.get("logStreamName")
-    if current and current not in [s for s, _ in streams]:
-        streams.append((current, f"== attempt {len(streams) + 1}: {job.get('status')} "
-                                 f"({current}) =="))
-    return group, streams
+    def __init__(self, ctx: Context, *, streaming: bool) -> None:
+        self._ctx = ctx
+        self._streaming = streaming
+        self._records: list[dict[str, Any]] = []
+        self._lines: list[str] = []
+        self._last: Optional[str] = None
 
+    def show(self, source: Source, events: list[LogEvent], *, placeholder: bool = False) -> None:
+        """The new ``events`` of ``source`` (``placeholder``: say so when there are none)."""
+        if self._ctx.json:
+            for event in events:
+                self._record({"side": source.side, "id": source.ident,
+                              "attempt": source.attempt, **event.to_dict(),
+                              "record": record_of(event.message)})
+            return
+        lines = [f"{_stamp(event)}  {text}" for event in events
+                 for text in [readable(event.message, source.context)] if text is not None]
+        if not lines and not placeholder:
+            return
+        if source.key != self._last:
+            lines.insert(0, source.title)
+            self._last = source.key
+        if not events and placeholder:
+            lines.append(f"  ({source.tail.missing or 'no log lines yet'})")
+        self._write(lines)
 
-def _job_events(ctx: Context, job_id: str) -> tuple[list[LogEvent], dict[str, str]]:
-    jobs = ctx.clients.client("batch").describe_jobs(jobs=[job_id]).get("jobs") or []
-    if not jobs:
-        raise CliError(f"no Batch job {job_id}")
-    job = jobs[0]
-    group, streams = job_streams(job)
-    status = job.get("status", "?")
-    if not streams:
-        raise CliError(f"job {job_id} is {status} and has no log stream yet (a job gets one "
-                       "when its container starts)")
-    logs = ctx.clients.client("logs")
-    events: list[LogEvent] = []
-    missing: list[str] = []
-    for stream, _ in streams:
-        found = read_stream(logs, group, stream)
-        if found is None:
-            missing.append(stream)
+    def _record(self, record: dict[str, Any]) -> None:
+        if self._streaming:
+            self._ctx.stdout.write(json.dumps(record, default=str) + "\n")
+            self._ctx.stdout.flush()
         else:
-            events.extend(found)
-    if missing and not events:
-        raise CliError(f"job {job_id} is {status}; its log stream {missing[-1]} is not in "
-                       f"{group} (yet)")
-    for stream in missing:
-        ctx.note(f"log stream {stream} is not in {group} (yet)")
-    headers = dict(streams) if len(streams) > 1 else {}
-    return events, headers
+            self._records.append(record)
 
-
-def _request_events(ctx: Context, name: str, request_id: str) -> list[LogEvent]:
-    logs = ctx.clients.client("logs")
-    group = lambda_log_group(name)
-    hits = search(logs, group, request_id)
-    if not hits:
-        raise CliError(f"no log lines of request {request_id} in {group}")
-    events: list[LogEvent] = []
-    for stream in dict.fromkeys(e.stream for e in hits):
-        events.extend(read_stream(logs, group, stream) or [])
-    return request_block(events or hits, request_id)
-
-
-def _recent_events(ctx: Context, name: str, limit: int) -> list[LogEvent]:
-    logs = ctx.clients.client("logs")
-    group = lambda_log_group(name)
-    events: list[LogEvent] = []
-    for stream in recent_streams(logs, group, RECENT_STREAMS):
-        events.extend(read_stream(logs, group, stream, limit=limit) or [])
-    events.sort(key=lambda e: e.timestamp)
-    return events[-limit:]
-
-
-@dataclass(frozen=True)
-class LocalLog:
-    """One log file of a local session: which invocation or attempt, where, what."""
-
-    kind: str  # "invocation" or "attempt"
-    ident: str  # the request id or the job id
-    title: str
-    path: Optional[str]
-
-    def text(self) -> Optional[str]:
-        """The file's text; None when it is not there."""
-        if not self.path:
-            return None
-        try:
-            return Path(self.path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with the text."""
-        return {"kind": self.kind, "id": self.ident, "path": self.path, "text": self.text()}
-
-
-def local_logs(doc: Mapping[str, Any], name: str, request_id: Optional[str],
-               job_id: Optional[str]) -> list[LocalLog]:
-    """The log files to show from a local session's state."""
-    if job_id is not None:
-        job = doc["jobs"].get(job_id)
-        if not isinstance(job, dict):
-            raise CliError(f"no Batch job {job_id} in this local session")
-        found = [LocalLog("attempt", job_id,
-                          f"== attempt {a.get('attempt', i)}: exit {cell(a.get('exit_code'))}"
-                          f"{', ' + str(a['reason']) if a.get('reason') else ''} ==",
-                          a.get("log"))
-                 for i, a in enumerate(job.get("attempts") or [], start=1)
-                 if isinstance(a, dict) and a.get("log")]
-        if not found and job.get("log"):
-            found = [LocalLog("attempt", job_id, f"== job {job_id}: {job.get('status')} ==",
-                              job["log"])]
-        if not found:
-            raise CliError(f"job {job_id} is {job.get('status', '?')} and has no log yet")
-        return found
-    if request_id is not None:
-        invocation = doc["invocations"].get(request_id)
-        if not isinstance(invocation, dict):
-            raise CliError(f"no invocation {request_id} in this local session")
-        found = _attempt_logs(request_id, invocation)
-        if not found:
-            raise CliError(f"invocation {request_id} has no log yet")
-        return found
-    return [LocalLog("invocation", i["request_id"],
-                     f"== request {i['request_id']}: {i.get('status', '?')}, "
-                     f"{i.get('object', '-')} ==", i.get("log"))
-            for i in function_invocations(doc, name)]
-
-
-def _attempt_logs(request_id: str, invocation: Mapping[str, Any]) -> list[LocalLog]:
-    """One log per attempt of an invocation (async invocations are retried), else its log."""
-    attempts = [a for a in invocation.get("attempts") or []
-                if isinstance(a, dict) and a.get("log")]
-    if len(attempts) > 1:
-        return [LocalLog("invocation", request_id,
-                         f"== request {request_id}, attempt {a.get('attempt', i)}: "
-                         f"{a.get('status', '?')} ==", a["log"])
-                for i, a in enumerate(attempts, start=1)]
-    if invocation.get("log"):
-        return [LocalLog("invocation", request_id, f"== request {request_id} ==",
-                         invocation["log"])]
-    return []
-
-
-def _local_text(found: list[LocalLog]) -> str:
-    blocks = []
-    for log in found:
-        text = log.text()
-        if text is not None:
-            body = text.rstrip("\n")
+    def _write(self, lines: list[str]) -> None:
+        if self._streaming:
+            self._ctx.stdout.write("".join(line + "\n" for line in lines))
+            self._ctx.stdout.flush()
         else:
-            body = f"(log file {log.path} is missing)" if log.path else "(no log)"
-        blocks.append(f"{log.title}\n{body}" if len(found) > 1 or log.kind == "attempt"
-                      else body)
-    return "\n".join(blocks)
+            self._lines.extend(lines)
+
+    def finish(self) -> None:
+        """Print what was kept."""
+        if not self._streaming:
+            self._ctx.emit(self._records, lambda: "\n".join(self._lines))
 
 
-def run_logs(args: argparse.Namespace, ctx: Context) -> int:
-    """Print the logs asked for."""
+def _stamp(event: LogEvent) -> str:
+    """The event's time, or ``-`` as wide when it is not known (0)."""
+    return when(event.timestamp, millis=True) if event.timestamp else "-".ljust(19)
+
+
+def show_once(view: View, printer: Printer, ctx: Context) -> None:
+    """Print every line there is now; ``CliError`` when what was asked for has none."""
+    polled = [(source, source.tail.poll(final=True)) for source in view.sources()]
+    if not any(events for _, events in polled):
+        missing = [s.tail.missing for s, _ in polled if s.tail.missing]
+        error = view.empty_error(missing)
+        if error:
+            raise CliError(error)
+        if not polled and not ctx.json:
+            ctx.note(view.empty_note())
+    for source, events in polled:
+        printer.show(source, events, placeholder=True)
+    printer.finish()
+
+
+def follow(view: View, printer: Printer, *, sleep: Sleep = time.sleep,
+           interval: float = FOLLOW_INTERVAL) -> None:
+    """Print lines as they come until the view has ended (or Ctrl-C)."""
+    try:
+        while True:
+            for source in view.sources():
+                printer.show(source, source.tail.poll())
+            if view.finished():
+                sleep(interval)  # the last lines may still be on their way
+                for source in view.sources():
+                    printer.show(source, source.tail.poll(final=True))
+                return
+            sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def _view(args: argparse.Namespace, ctx: Context) -> View:
+    strict = not args.follow
+    if args.local is not None:
+        return LocalView(args.local, args.name, request_id=args.request_id, job_id=args.job_id,
+                         key=args.key, strict=strict)
+    queue = args.queue or args.name
+    if args.job_id:
+        return JobView(ctx, args.job_id, queue, strict=strict)
+    if args.request_id:
+        return RequestView(ctx, args.name, args.request_id, strict=strict)
+    if args.key:
+        return KeyView(ctx, args.name, args.key, queue, strict=strict)
+    return RecentView(ctx, args.name, args.limit)
+
+
+def run_logs(args: argparse.Namespace, ctx: Context, *, sleep: Sleep = time.sleep) -> int:
+    """Print the logs asked for (``sleep`` waits between two reads of ``--follow``)."""
     if args.limit < 1:
         raise CliError("--limit must be at least 1")
-    if args.local is not None:
-        found = local_logs(read_state(args.local), args.name, args.request_id, args.job_id)
-        if not found and not ctx.json:
-            ctx.note(f"no invocations of {args.name} in {args.local}")
-        ctx.emit([log.to_dict() for log in found], lambda: _local_text(found))
-        return 0
-    headers: dict[str, str] = {}
-    if args.job_id:
-        events, headers = _job_events(ctx, args.job_id)
-    elif args.request_id:
-        events = _request_events(ctx, args.name, args.request_id)
+    for option in ("request_id", "job_id", "key"):
+        if getattr(args, option) is not None and not getattr(args, option).strip():
+            raise CliError(f"--{option.replace('_', '-')} needs a value")
+    view = _view(args, ctx)
+    if args.follow:
+        follow(view, Printer(ctx, streaming=True), sleep=sleep)
     else:
-        events = _recent_events(ctx, args.name, args.limit)
-        if not events and not ctx.json:
-            ctx.note(f"no log events in {lambda_log_group(args.name)}")
-    ctx.emit([e.to_dict() for e in events], lambda: events_text(events, headers=headers))
+        show_once(view, Printer(ctx, streaming=False), ctx)
     return 0

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from ..config import from_fdl
 from .args import Subparsers, add_command
+from .batchjobs import JOB_STATES, list_jobs
 from .cloudwatch import invocations, lambda_log_group, read_stream, recent_streams
 from .context import Context
 from .errors import CliError, error_code
@@ -33,8 +34,6 @@ from .output import Column, cell, seconds, table, when
 __all__ = ["register", "run_status", "JOB_STATES", "aws_status", "local_status",
            "status_text"]
 
-JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED",
-              "FAILED")
 MAX_LISTED = 1000  # jobs counted per state; more shows as "1000+"
 EVENTS_PER_STREAM = 200
 
@@ -108,11 +107,8 @@ def _jobs(batch: Any, queue: str, limit: int) -> Optional[dict[str, Any]]:
     counts: dict[str, int] = {}
     capped: list[str] = []
     summaries: list[dict[str, Any]] = []
-    paginator = batch.get_paginator("list_jobs")
     for state in JOB_STATES:
-        pages = paginator.paginate(jobQueue=queue, jobStatus=state,
-                                   PaginationConfig={"MaxItems": MAX_LISTED})
-        listed = [s for page in pages for s in page.get("jobSummaryList", [])]
+        listed = list_jobs(batch, queue, state, MAX_LISTED)
         counts[state] = len(listed)
         if len(listed) >= MAX_LISTED:
             capped.append(state)

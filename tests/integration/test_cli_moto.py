@@ -18,7 +18,7 @@ from typing import Any, Optional
 import pytest
 from conftest import make_batch_queue
 
-from supervisor.cli import main
+from supervisor.cli import build_parser, main
 
 pytestmark = pytest.mark.integration
 
@@ -360,6 +360,12 @@ def test_status_of_nothing_is_an_error(cli: Cli) -> None:
     assert err.startswith("supervisor: no function, log group or job queue named")
 
 
+def _lines(out: str) -> list[str]:
+    """Titles as they are, log lines without their time."""
+    return [line if line.startswith("==") else line.split("  ", 1)[1]
+            for line in out.splitlines()]
+
+
 def test_logs_prints_a_job_stream_and_one_request(cli: Cli, queue: str) -> None:
     batch = _client("batch", cli.endpoint)
     job_id = batch.submit_job(jobName="job", jobQueue=queue, jobDefinition=queue)["jobId"]
@@ -374,8 +380,8 @@ def test_logs_prints_a_job_stream_and_one_request(cli: Cli, queue: str) -> None:
     _put_events(logs, "/aws/batch/job", stream, ["stage-in done", "script exit 0"])
     code, out, err = cli("logs", "-n", queue, "--job-id", job_id)
     assert code == 0, err
-    assert [line.split("  ", 1)[1] for line in out.splitlines()] == ["stage-in done",
-                                                                     "script exit 0"]
+    assert _lines(out) == [f"== batch job job {job_id[:8]}, attempt 1: SUCCEEDED ==",
+                           "stage-in done", "script exit 0"]
 
     group = f"/aws/lambda/{queue}"
     _put_events(logs, group, "s1", [
@@ -389,11 +395,86 @@ def test_logs_prints_a_job_stream_and_one_request(cli: Cli, queue: str) -> None:
         "START RequestId: r-2 Version: $LATEST", "two", "END RequestId: r-2",
         "REPORT RequestId: r-2\tDuration: 2 ms"]
     code, out, _ = cli("logs", "-n", queue, "--limit", "3")
-    assert [line.split("  ", 1)[1] for line in out.splitlines()] == [
-        "two", "END RequestId: r-2", "REPORT RequestId: r-2 Duration: 2 ms".replace(
-            " Duration", "\tDuration")]
+    assert _lines(out) == [f"== lambda {queue}: the newest lines of {group} ==",
+                           "two", "END RequestId: r-2", "REPORT RequestId: r-2\tDuration: 2 ms"]
     code, _, err = cli("logs", "-n", queue, "--job-id", "no-such-job")
-    assert (code, err) == (1, "supervisor: no Batch job no-such-job\n")
+    assert (code, err) == (1, "supervisor: no Batch job no-such-job (nor one on queue "
+                              f"{queue} whose id starts so)\n")
+
+
+def _record(message: str, request_id: str, **fields: Any) -> str:
+    """A line as the Lambda side's logger writes it."""
+    return json.dumps({"level": "INFO", "location": "run_job:90", "message": message,
+                       "timestamp": "2024-05-01 12:00:03,667+0000", "service": "supervisor",
+                       "request_id": request_id, **fields})
+
+
+def test_logs_of_one_object_show_its_invocation_then_its_batch_job(cli: Cli,
+                                                                  queue: str) -> None:
+    batch = _client("batch", cli.endpoint)
+    job_id = batch.submit_job(jobName="job", jobQueue=queue, jobDefinition=queue)["jobId"]
+    stream = batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]["logStreamName"]
+    logs = _client("logs", cli.endpoint)
+    rid, other = "8ee570a7-c445-44b7-aab4-b2bd691c572a", "0c0c0c0c-0000-4000-8000-00000000000c"
+    obj = {"bucket": "demo", "key": "input/a.txt"}
+    _put_events(logs, f"/aws/lambda/{queue}", "2024/05/01/[$LATEST]abc", [
+        f"START RequestId: {other} Version: $LATEST",
+        _record("stage-in done", other, bucket="demo", key="input/b.txt"),
+        f"REPORT RequestId: {other}\tDuration: 1 ms",
+        f"START RequestId: {rid} Version: $LATEST",
+        _record("stage-in done", rid, bucket="demo", key="input/a.txt", bytes=99),
+        _record("handed off to AWS Batch", rid, job_id=job_id, **obj),
+        f"END RequestId: {rid}", f"REPORT RequestId: {rid}\tDuration: 3346.91 ms"])
+    _put_events(logs, "/aws/batch/job", stream, [json.dumps({
+        "time": "2024-05-01T12:00:08.317Z", "level": "INFO", "logger": "supervisor.script",
+        "message": "counting on batch", "request_id": rid, "job_id": job_id, **obj})])
+
+    code, out, err = cli("logs", "-n", queue, "--key", "input/a.txt")
+    assert code == 0, err
+    assert _lines(out) == [
+        f"== lambda {queue} request 8ee570a7 ==",
+        f"START RequestId: {rid} Version: $LATEST",
+        "INFO    stage-in done  bytes=99",
+        f"INFO    handed off to AWS Batch  job_id={job_id}",
+        f"END RequestId: {rid}", f"REPORT RequestId: {rid}\tDuration: 3346.91 ms",
+        f"== batch job job {job_id[:8]}, attempt 1: SUCCEEDED ==",
+        "script  counting on batch"]
+
+    code, short, err = cli("logs", "-n", queue, "--job-id", job_id[:8])  # a short id
+    assert code == 0, err
+    assert _lines(short)[-1] == "script  counting on batch"
+    code, out, err = cli("logs", "-n", queue, "--request-id", rid[:8])
+    assert code == 0, err
+    assert _lines(out)[0] == f"== lambda {queue} request 8ee570a7 =="
+    code, _, err = cli("logs", "-n", queue, "--key", "input/none.txt")
+    assert code == 1 and err.startswith(f"supervisor: no log lines of {queue} name input/none")
+
+
+def test_logs_follow_a_job_until_it_has_ended(cli: Cli, queue: str) -> None:
+    from supervisor.cli.context import Context
+    from supervisor.cli.logs import run_logs
+
+    batch = _client("batch", cli.endpoint)
+    job_id = batch.submit_job(jobName="job", jobQueue=queue, jobDefinition=queue)["jobId"]
+    stream = batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]["logStreamName"]
+    logs = _client("logs", cli.endpoint)
+    _put_events(logs, "/aws/batch/job", stream, ["first"])
+    out = io.StringIO()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the job has ended: one more read after a pause
+        sleeps.append(seconds)
+        logs.put_log_events(logGroupName="/aws/batch/job", logStreamName=stream, logEvents=[
+            {"timestamp": int(time.time() * 1000) + 10, "message": "last"}])
+
+    ctx = Context(stdout=out, stderr=io.StringIO(), endpoint_url=cli.endpoint,
+                  region="us-east-1", session_factory=cli.recorder)
+    args = build_parser().parse_args(["logs", "-n", queue, "--job-id", job_id[:8],
+                                      "--follow"])
+    assert run_logs(args, ctx, sleep=sleep) == 0
+    assert len(sleeps) == 1
+    assert _lines(out.getvalue()) == [f"== batch job job {job_id[:8]}, attempt 1: SUCCEEDED ==",
+                                      "first", "last"]
 
 
 SCAR_SHAPED_FDL = """\

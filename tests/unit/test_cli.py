@@ -23,7 +23,7 @@ from supervisor.cli.errors import CliError, reason
 from supervisor.cli.files import Location, plan_uploads
 from supervisor.cli.invoke import answer_text, build_event, records_of
 from supervisor.cli.local import run_local_command
-from supervisor.cli.logs import job_streams
+from supervisor.cli.logs_aws import job_streams
 from supervisor.cli.output import cell, seconds, size, table, to_json, when
 from supervisor.cli.progress import ProgressBar
 from supervisor.local.store import LocalStore
@@ -380,9 +380,8 @@ def test_a_job_has_one_stream_per_attempt_in_its_log_group() -> None:
                          "statusReason": "Host EC2 terminated"}]}
     group, streams = job_streams(job)
     assert group == "/custom"
-    assert streams == [
-        ("def/default/1", "== attempt 1: exit 137, Host EC2 terminated (def/default/1) =="),
-        ("def/default/3", "== attempt 2: RUNNING (def/default/3) ==")]
+    assert streams == [("def/default/1", "attempt 1: exit 137, Host EC2 terminated"),
+                       ("def/default/3", "attempt 2: RUNNING")]
     assert job_streams({"status": "RUNNABLE", "container": {}}) == ("/aws/batch/job", [])
 
 
@@ -469,19 +468,29 @@ def test_status_local_without_a_session_is_one_line(capsys: pytest.CaptureFixtur
     assert code == 1 and "not a local session state file" in err
 
 
+def _messages(out: str) -> list[str]:
+    """Titles as they are, log lines without their time."""
+    return [line if line.startswith("==") else line[21:] for line in out.splitlines()]
+
+
 def test_logs_local_prints_the_invocation_and_attempt_logs(
         capsys: pytest.CaptureFixture[str], session: Path) -> None:
     code, out, _ = run(capsys, "logs", "-n", "plants", "--local", str(session),
                        "--request-id", "req-1")
-    assert (code, out) == (0, "START req-1\nprediction: daisy\n")
+    assert code == 0
+    assert out.splitlines() == [
+        "== lambda plants request req-1: completed, s3://plants/input/daisy.jpg ==",
+        "2024-05-01 12:00:01  START req-1", "2024-05-01 12:00:01  prediction: daisy"]
     code, out, _ = run(capsys, "logs", "-n", "plants", "--local", str(session),
                        "--job-id", "job-1")
-    assert out.splitlines() == ["== attempt 1: exit 137, killed ==", "attempt one output",
-                                "== attempt 2: exit 1, script exited 1 ==",
-                                "attempt two output"]
+    assert _messages(out) == ["== batch job plants-rose job-1, attempt 1: exit 137, killed ==",
+                              "attempt one output",
+                              "== batch job plants-rose job-1, attempt 2: exit 1, "
+                              "script exited 1 ==", "attempt two output"]
     code, out, _ = run(capsys, "logs", "-n", "plants", "--local", str(session), "--json")
-    assert [(x["id"], x["text"]) for x in json.loads(out)] == [
-        ("req-1", "START req-1\nprediction: daisy\n"), ("req-2", None)]
+    assert [(x["side"], x["id"], x["message"]) for x in json.loads(out)] == [
+        ("lambda", "req-1", "START req-1"), ("lambda", "req-1", "prediction: daisy"),
+        ("batch", "job-1", "attempt one output"), ("batch", "job-1", "attempt two output")]
     code, _, err = run(capsys, "logs", "-n", "plants", "--local", str(session),
                        "--job-id", "job-9")
     assert (code, err) == (1, "supervisor: no Batch job job-9 in this local session\n")
@@ -502,8 +511,10 @@ def test_logs_local_of_a_retried_invocation_shows_every_attempt(
     code, out, _ = run(capsys, "logs", "-n", "plants", "--local", str(tmp_path / "retry"),
                        "--request-id", "req-9")
     assert code == 0
-    assert out.splitlines() == ["== request req-9, attempt 1: failed ==", "crashed",
-                                "== request req-9, attempt 2: succeeded ==", "worked"]
+    assert _messages(out) == ["== lambda plants request req-9, attempt 1: failed, - ==",
+                              "crashed",
+                              "== lambda plants request req-9, attempt 2: succeeded, - ==",
+                              "worked"]
 
 
 # --- supervisor local, with a fake session runner --------------------------------------
