@@ -3,7 +3,8 @@
 A path is a folder, as in a function definition: ``put -b scar-plants/input
 daisy.jpg`` writes the key ``input/daisy.jpg``, a folder uploads every file
 under it with its relative path (``photos/a/b.jpg`` → ``input/a/b.jpg``), and
-``ls -b scar-plants/input`` lists the keys under ``input/``.
+``ls -b scar-plants/input`` lists the keys under ``input/``. ``ls`` without
+``-b`` lists the deployed functions (:mod:`.functions`), as ``scar ls`` does.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 from .args import Subparsers, add_command
 from .context import Context
 from .errors import CliError
+from .functions import run_list_functions
 from .output import Column, size, table, when
 from .progress import ProgressBar
 
@@ -27,6 +29,7 @@ PUT_EXAMPLES = """
   supervisor put -b s3://scar-plants/input/2024 a.jpg b.jpg --json
 """
 LS_EXAMPLES = """
+  supervisor ls                        # the functions deployed in this region
   supervisor ls -b scar-plants/output
   supervisor ls -b scar-plants --json
 """
@@ -113,10 +116,11 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
                         help="files and folders")
     parser = add_command(
         subparsers, "ls", common=common, func=run_ls, examples=LS_EXAMPLES,
-        summary="list the objects under an S3 path",
-        description="List the keys under BUCKET[/PREFIX] (a folder), with sizes and dates.")
-    parser.add_argument("-b", "--bucket", required=True, metavar="BUCKET[/PREFIX]",
-                        help="the folder to list")
+        summary="list the deployed functions, or the objects under an S3 path",
+        description="List the functions deployed in this region; with -b, the keys under "
+                    "BUCKET[/PREFIX] (a folder), with sizes and dates.")
+    parser.add_argument("-b", "--bucket", metavar="BUCKET[/PREFIX]",
+                        help="the folder to list (default: list the functions)")
 
 
 def run_put(args: argparse.Namespace, ctx: Context) -> int:
@@ -138,7 +142,9 @@ def run_put(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_ls(args: argparse.Namespace, ctx: Context) -> int:
-    """List the folder's objects, oldest key first (S3's order)."""
+    """List the folder's objects, oldest key first (S3's order); without one, the functions."""
+    if args.bucket is None:
+        return run_list_functions(ctx)
     location = Location.parse(args.bucket)
     pages = ctx.clients.s3().get_paginator("list_objects_v2").paginate(
         Bucket=location.bucket, Prefix=location.folder)

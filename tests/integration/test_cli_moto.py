@@ -263,6 +263,59 @@ def function(aws_env: dict[str, str], roles: dict[str, str]) -> str:
     return name
 
 
+def test_get_downloads_a_folder_as_put_uploaded_it_and_one_object(
+        cli: Cli, bucket: str, s3: Any, tmp_path: Path) -> None:
+    for key, body in (("output/a.txt", b"a"), ("output/deep/b.txt", b"bb"),
+                      ("output/", b""), ("other/c.txt", b"c")):
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    target = tmp_path / "results"
+    code, out, err = cli("get", "-b", f"{bucket}/output", "-p", str(target))
+    assert code == 0, err
+    assert out.splitlines() == [str(target / "a.txt"), str(target / "deep" / "b.txt")]
+    assert (target / "a.txt").read_bytes() == b"a"
+    assert (target / "deep" / "b.txt").read_bytes() == b"bb"
+    assert sorted(p.name for p in target.rglob("*")) == ["a.txt", "b.txt", "deep"]
+
+    code, out, err = cli("get", "-b", f"s3://{bucket}/other/c.txt", "-p", str(tmp_path),
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out) == [{"uri": f"s3://{bucket}/other/c.txt",
+                                "path": str(tmp_path / "c.txt"), "size": 1}]
+    code, out, err = cli("get", "-b", f"{bucket}/nothing", "-p", str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err == f"supervisor: nothing to download: no objects under s3://{bucket}/nothing/\n"
+
+
+def test_get_refuses_a_key_that_would_leave_the_folder(cli: Cli, bucket: str, s3: Any,
+                                                       tmp_path: Path) -> None:
+    s3.put_object(Bucket=bucket, Key="output/ok.txt", Body=b"1")
+    s3.put_object(Bucket=bucket, Key="output/../escape.txt", Body=b"2")
+    code, _, err = cli("get", "-b", f"{bucket}/output", "-p", str(tmp_path / "in"))
+    assert code == 1 and "output/../escape.txt would not be a file under" in err
+    assert not (tmp_path / "in").exists() and not (tmp_path / "escape.txt").exists()
+
+
+def test_ls_without_a_bucket_lists_the_functions_deploy_made(
+        cli: Cli, function: str, roles: dict[str, str]) -> None:
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("function_config.yaml", "{}\n")
+    name = f"cli-sup-{uuid.uuid4().hex[:8]}"
+    _client("lambda", cli.endpoint).create_function(
+        FunctionName=name, Runtime="python3.12", Role=roles["lambda"], MemorySize=512,
+        Timeout=60, Handler="supervisor.handler.lambda_handler",
+        Description="supervisor: busybox", Code={"ZipFile": code.getvalue()})
+    code_, out, err = cli("ls", "--json")
+    assert code_ == 0, err
+    listed = {f["name"]: f for f in json.loads(out)}
+    assert function not in listed  # not the supervisor's
+    assert (listed[name]["memory"], listed[name]["timeout"], listed[name]["description"]) == (
+        512, 60, "supervisor: busybox")
+    code_, out, _ = cli("ls")
+    assert out.splitlines()[0].split()[:3] == ["NAME", "MEMORY", "(MB)"]
+    assert any(line.split()[:3] == [name, "512", "60"] for line in out.splitlines())
+
+
 def test_invoke_sends_the_s3_event_of_the_object(cli: Cli, function: str, bucket: str,
                                                  s3: Any) -> None:
     key = "input/my photo.jpg"

@@ -29,7 +29,7 @@ from supervisor.cli.progress import ProgressBar
 from supervisor.local.store import LocalStore
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-COMMANDS = ("deploy", "rm", "put", "ls", "invoke", "status", "logs", "local")
+COMMANDS = ("init", "deploy", "rm", "put", "ls", "get", "invoke", "status", "logs", "local")
 
 
 @pytest.fixture(autouse=True)
