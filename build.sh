@@ -2,7 +2,7 @@
 # Project tasks. Every one sets up what it needs on a fresh machine first.
 #   ./build.sh test    mypy + the whole test suite (unit and moto-server integration)
 #   ./build.sh demo    the end-to-end demo on the embedded local AWS endpoint
-#   ./build.sh layer   build dist/supervisor-layer.zip and dist/supervisor-batch.pyz
+#   ./build.sh layer   supervisor build into dist/: the layers and supervisor-batch.pyz
 #   ./build.sh bench   the benchmarks (not part of test)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -55,7 +55,7 @@ cmd_test() {
   ensure_system_packages
   ensure_venv
   log "ruff"
-  "$VENV/bin/ruff" check supervisor tests layers bench
+  "$VENV/bin/ruff" check supervisor tests bench
   log "mypy"
   "$VENV/bin/mypy"
   log "pytest"
@@ -63,12 +63,14 @@ cmd_test() {
 }
 
 cmd_layer() {
-  # Stdlib-only builder; the venv brings pip (wheels are fetched once into dist/.wheels).
-  # Skips when the inputs' hash matches dist/.supervisor-build.json (--force rebuilds).
-  # The udocker layer takes Debian's proot, patchelf and libfakechroot.
+  # The installed package's own builder (supervisor build --help), into dist/; the pinned
+  # wheels are fetched once into dist/.wheels. Skips what is up to date with
+  # dist/.supervisor-build.json (--force rebuilds). The udocker layer takes Debian's proot,
+  # patchelf and libfakechroot. deploy and local need none of this: they build into
+  # ~/.cache/supervisor on their own.
   ensure_system_packages
   ensure_venv
-  "$PY" layers/build.py "$@"
+  "$VENV/bin/supervisor" build --out dist --wheelhouse dist/.wheels "$@"
 }
 
 cmd_demo() {

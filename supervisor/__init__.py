@@ -23,6 +23,7 @@ __all__ = [
     "events",
     "handler",
     "handoff",
+    "packaging",
     "pipeline",
     "plan",
     "process",

@@ -16,7 +16,9 @@ import pytest
 
 EVENTS_DIR = Path(__file__).parent / "events"
 ROOT = Path(__file__).resolve().parents[1]
-BUILDER = ROOT / "layers" / "build.py"
+# ``supervisor build`` as ./build.sh layer runs it, in this interpreter.
+BUILDER = (sys.executable, "-c", "import sys; from supervisor.cli import main; "
+           "sys.exit(main(['build', *sys.argv[1:]]))")
 WHEELHOUSE = ROOT / "dist" / ".wheels"
 
 FAKE_AWS_ENV = {
@@ -170,7 +172,7 @@ class Built:
 
 
 def run_builder(package: Path, out: Path, *args: str) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run([sys.executable, str(BUILDER), "--out", str(out), "--package",
+    return subprocess.run([*BUILDER, "--out", str(out), "--package",
                            str(package), "--wheelhouse", str(WHEELHOUSE), *args],
                           capture_output=True, text=True, timeout=900)
 

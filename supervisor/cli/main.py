@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import SupervisorError
-from . import deploy, files, get, init, invoke, local, logs, status
+from . import build, deploy, files, get, init, invoke, local, logs, status
 from .args import Parser
 from .context import Context, SessionFactory, boto3_session, cli_region
 from .errors import reason
@@ -40,7 +40,7 @@ without an AWS account (an embedded endpoint, a local Lambda and Batch):
 'supervisor COMMAND --help' shows each command's options and examples. Results are
 tables, or JSON with --json; an error is one line on stderr and a non-zero exit code."""
 
-_COMMANDS = (init, deploy, files, get, invoke, status, logs, local)
+_COMMANDS = (init, deploy, files, get, invoke, status, logs, local, build)
 
 
 def _global_options(*, in_subcommand: bool) -> argparse.ArgumentParser:

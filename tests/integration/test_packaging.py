@@ -1,4 +1,4 @@
-"""The deployable artefacts of ``layers/build.py``, used the way Lambda and Batch use them.
+"""The deployable artefacts of ``supervisor build``, used the way Lambda and Batch use them.
 
 All three are built once per session into a temp dir, from a snapshot of ``supervisor/``
 (the wheels come from the ``dist/.wheels`` wheelhouse, so only a first build ever
@@ -13,6 +13,7 @@ environment; it is built once more from a small udockertools tarball made here.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import glob
 import hashlib
 import importlib.util
@@ -31,14 +32,28 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Iterator, Mapping, Sequence
 
 import pytest
-from conftest import BUILDER, WHEELHOUSE, Built, put, run_builder
+from conftest import WHEELHOUSE, Built, put, run_builder
 
+from supervisor.cli import main
+from supervisor.errors import BuildError
 from supervisor.handoff import Handoff, now_iso, write_handoff
 from supervisor.local.s3event import event_of
+from supervisor.packaging.artefacts import build_udocker_layer
+from supervisor.packaging.build import Options, engines_for, udocker_inputs
+from supervisor.packaging.checks import check_layer_size, check_layers_total
+from supervisor.packaging.debian import debian_engines
+from supervisor.packaging.elf import read_elf
+from supervisor.packaging.engines import (
+    EngineFile,
+    Engines,
+    bundle_libraries,
+    engine_manifest,
+)
+from supervisor.packaging.pins import read_pins
+from supervisor.packaging.tarball import pick_tarball_files
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +62,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # What the managed runtime has besides the standard library: boto3 and its dependencies.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six",
                     "urllib3")
-
-
-def load_builder() -> ModuleType:
-    """``layers/build.py`` as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("supervisor_layers_build", BUILDER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def python_versions(minors: Sequence[int]) -> list[str]:
@@ -135,7 +140,8 @@ def test_build_reports_the_sizes_and_records_its_inputs(built: Built) -> None:
     assert stamp["outputs"]["supervisor-layer.zip"]["sha256"] == sha256(built.layer)
     assert stamp["outputs"]["udocker-layer.zip"]["sha256"] == sha256(udocker_layer_of(built))
     assert stamp["outputs"]["supervisor-batch.pyz"]["sha256"] == sha256(built.pyz)
-    assert stamp["options"]["udocker_engines"] == "debian"
+    assert stamp["units"]["core"]["options"] == {"with_boto3": False}
+    assert stamp["units"]["udocker"]["options"]["udocker_engines"] == "debian"
 
 
 def test_second_build_of_unchanged_inputs_is_a_quick_skip(built: Built, package: Path) -> None:
@@ -202,34 +208,32 @@ def test_pyz_has_the_shebang_a_main_and_only_the_botocore_data_it_needs(
 
 
 def test_size_check_fails_clearly_with_both_sizes() -> None:
-    builder = load_builder()
     mib = 1024 * 1024
-    line = builder.check_layer_size(2 * mib, 9 * mib)
+    line = check_layer_size(2 * mib, 9 * mib)
     assert line == "2.0 MB zipped (limit 50.0 MB), 9.0 MB unzipped (limit 250.0 MB)"
-    with pytest.raises(builder.BuildError) as zipped:
-        builder.check_layer_size(2 * mib, 9 * mib, max_zip=mib)
+    with pytest.raises(BuildError) as zipped:
+        check_layer_size(2 * mib, 9 * mib, max_zip=mib)
     assert "2.0 MB zipped (limit 1.0 MB)" in str(zipped.value)
     assert "9.0 MB unzipped" in str(zipped.value)
     assert "the zip is over the 1.0 MB" in str(zipped.value)
-    with pytest.raises(builder.BuildError) as unzipped:
-        builder.check_layer_size(2 * mib, 9 * mib, max_unzipped=8 * mib)
+    with pytest.raises(BuildError) as unzipped:
+        check_layer_size(2 * mib, 9 * mib, max_unzipped=8 * mib)
     assert "unzipped it is over the 8.0 MB" in str(unzipped.value)
     assert str(unzipped.value).startswith("supervisor-layer.zip is too big")
-    with pytest.raises(builder.BuildError, match=r"^udocker-layer.zip is too big"):
-        builder.check_layer_size(60 * mib, 9 * mib, name="udocker-layer.zip")
-    assert builder.check_layers_total(200 * mib) == (
+    with pytest.raises(BuildError, match=r"^udocker-layer.zip is too big"):
+        check_layer_size(60 * mib, 9 * mib, name="udocker-layer.zip")
+    assert check_layers_total(200 * mib) == (
         "supervisor-layer.zip + udocker-layer.zip: 200.0 MB unzipped "
         "(limit 250.0 MB for a function and all its layers)")
-    with pytest.raises(builder.BuildError, match="the layers are too big together"):
-        builder.check_layers_total(251 * mib)
+    with pytest.raises(BuildError, match="the layers are too big together"):
+        check_layers_total(251 * mib)
 
 
 def test_unpinned_requirement_is_refused(tmp_path: Path) -> None:
-    builder = load_builder()
     reqs = tmp_path / "reqs.txt"
     reqs.write_text("# comment\nPyYAML==6.0.3\nboto3>=1.28\n")
-    with pytest.raises(builder.BuildError, match=r"reqs.txt:3: 'boto3>=1.28' is not pinned"):
-        builder.read_pins(reqs)
+    with pytest.raises(BuildError, match=r"reqs.txt:3: 'boto3>=1.28' is not pinned"):
+        read_pins(reqs)
 
 
 # --------------------------------------------------------------------------- the layer
@@ -441,8 +445,7 @@ def test_patchelf_and_proot_of_the_unzipped_layer_run_in_a_clean_environment(
                             capture_output=True, text=True, timeout=30)
     assert loader.returncode == 0 and loader.stdout.strip().startswith("/lib"), loader.stderr
     # the C++ runtime it was linked with comes from the layer, found through its RUNPATH
-    builder = load_builder()
-    assert builder.read_elf(patchelf.read_bytes(), "patchelf").runpath == "$ORIGIN/../lib"
+    assert read_elf(patchelf.read_bytes(), "patchelf").runpath == "$ORIGIN/../lib"
     traced = subprocess.run([*CLEAN_ENV, "LD_TRACE_LOADED_OBJECTS=1", str(patchelf)],
                             capture_output=True, text=True, timeout=30)
     mapped = dict(line.strip().split(" => ", 1) for line in traced.stdout.splitlines()
@@ -489,20 +492,23 @@ def englib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_udocker_layer_from_a_udockertools_tarball(
         built: Built, package: Path, englib: Path, tmp_path: Path) -> None:
     """The builder's own steps, in this process (the other two artefacts are as above)."""
-    builder = load_builder()
-    args = ["--package", str(package), "--wheelhouse", str(WHEELHOUSE)]
-    options = builder.parse_args([*args, "--udocker-tarball", str(englib)])
-    engines = builder.engines_for(options)
+    debian = Options(out=tmp_path, wheelhouse=WHEELHOUSE, package=package)
+    options = dataclasses.replace(debian, udocker_tarball=englib)
+    engines = engines_for(options, log=lambda _: None)
+    assert engines is not None
     assert engines.source.startswith("udockertools 1.2.11 (sha256 ")
     layers = []
     for attempt in ("first", "again"):
         stage = tmp_path / f"stage-{attempt}"
         stage.mkdir()
         layers.append(tmp_path / f"udocker-layer-{attempt}.zip")
-        builder.build_udocker_layer(stage, layers[-1], options.wheelhouse, engines, verify=True)
+        build_udocker_layer(stage, layers[-1], options.wheelhouse, engines, verify=True,
+                            log=lambda _: None)
     assert sha256(layers[0]) == sha256(layers[1])
     # another engine source is another build, not an up-to-date skip
-    assert builder.input_hash(options, engines) != builder.input_hash(builder.parse_args(args))
+    from_debian = engines_for(debian, log=lambda _: None)
+    assert from_debian is not None
+    assert udocker_inputs(options, engines) != udocker_inputs(debian, from_debian)
 
     opt = unzip_with_modes(layers[0], tmp_path / "opt")
     engine_dir = opt / "udocker"
@@ -523,63 +529,62 @@ def test_udocker_layer_from_a_udockertools_tarball(
         assert all(debian.read(n) == tarball.read(n) for n in python if not n.endswith("/"))
 
 
-def test_udocker_fakechroot_picks_the_tarballs_libfakechroot(englib: Path) -> None:
-    builder = load_builder()
-    options = builder.parse_args(["--udocker-tarball", str(englib),
-                                  "--udocker-fakechroot", "CentOS-7"])
-    engines = builder.engines_for(options)
+def test_udocker_fakechroot_picks_the_tarballs_libfakechroot(
+        englib: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    options = Options(out=tmp_path, wheelhouse=WHEELHOUSE, udocker_tarball=englib,
+                      udocker_fakechroot="CentOS-7")
+    engines = engines_for(options, log=lambda _: None)
+    assert engines is not None
     chosen = next(f for f in engines.files if f.name == "lib/libfakechroot.so")
     assert chosen.data.endswith(b"\0CentOS-7")
     assert chosen.origin == ("udockertools 1.2.11: "
                              "udocker_dir/lib/libfakechroot-CentOS-7-x86_64.so")
-    with pytest.raises(SystemExit):
-        builder.parse_args(["--udocker-fakechroot", "CentOS-7"])  # needs --udocker-tarball
+    assert main(["build", "-o", str(tmp_path), "--udocker-fakechroot", "CentOS-7"]) == 1
+    assert capsys.readouterr().err == ("supervisor: --udocker-fakechroot needs "
+                                       "--udocker-tarball\n")
 
 
 def test_tarball_files_are_chosen_as_udocker_chooses_them() -> None:
-    builder = load_builder()
     names = ["bin/patchelf-x86_64", "bin/proot-x86_64", "bin/proot-x86_64-4_8_0",
              "lib/libfakechroot-Fedora-9-x86_64.so", "lib/libfakechroot-Fedora-30-x86_64.so",
              "lib/libfakechroot-CentOS-7-x86_64.so", "lib/libfakechroot-Alpine-3.13-x86_64.so",
              "lib/VERSION"]
-    assert builder.pick_tarball_files(names) == {
+    assert pick_tarball_files(names) == {
         "bin/patchelf": "bin/patchelf-x86_64", "bin/proot": "bin/proot-x86_64-4_8_0",
         "lib/libfakechroot.so": "lib/libfakechroot-Fedora-30-x86_64.so"}
     old = [n for n in names if "4_8_0" not in n and "Fedora" not in n]
-    assert builder.pick_tarball_files(old)["bin/proot"] == "bin/proot-x86_64"
-    assert builder.pick_tarball_files(old)["lib/libfakechroot.so"] \
+    assert pick_tarball_files(old)["bin/proot"] == "bin/proot-x86_64"
+    assert pick_tarball_files(old)["lib/libfakechroot.so"] \
         == "lib/libfakechroot-CentOS-7-x86_64.so"
-    assert builder.pick_tarball_files(names, "Alpine-3.13")["lib/libfakechroot.so"] \
+    assert pick_tarball_files(names, "Alpine-3.13")["lib/libfakechroot.so"] \
         == "lib/libfakechroot-Alpine-3.13-x86_64.so"
-    with pytest.raises(builder.BuildError, match=r"no lib/libfakechroot-Debian-12-x86_64.so; "
+    with pytest.raises(BuildError, match=r"no lib/libfakechroot-Debian-12-x86_64.so; "
                        r"it has: Alpine-3.13, CentOS-7, Fedora-30, Fedora-9"):
-        builder.pick_tarball_files(names, "Debian-12")
+        pick_tarball_files(names, "Debian-12")
     musl_only = ["bin/patchelf-x86_64", "bin/proot-x86_64",
                  "lib/libfakechroot-Alpine-3.13-x86_64.so"]
-    with pytest.raises(builder.BuildError, match="no libfakechroot for a glibc distribution"):
-        builder.pick_tarball_files(musl_only)
-    with pytest.raises(builder.BuildError, match="has none of bin/patchelf-x86_64"):
-        builder.pick_tarball_files(names[1:])
+    with pytest.raises(BuildError, match="no libfakechroot for a glibc distribution"):
+        pick_tarball_files(musl_only)
+    with pytest.raises(BuildError, match="has none of bin/patchelf-x86_64"):
+        pick_tarball_files(names[1:])
 
 
 def test_a_statically_linked_engine_is_shipped_as_it_is() -> None:
     """udockertools' engines are static: nothing is bundled, no RUNPATH is set."""
-    builder = load_builder()
     busybox = Path("/bin/busybox")
-    elf = builder.read_elf(busybox.read_bytes(), "busybox") if busybox.is_file() else None
+    elf = read_elf(busybox.read_bytes(), "busybox") if busybox.is_file() else None
     if elf is None or elf.dynamic:
         pytest.skip("needs a statically linked /bin/busybox (busybox-static)")
-    static = builder.EngineFile("bin/proot", busybox.read_bytes(), "udockertools: proot")
-    assert builder.bundle_libraries([static]) == [static]
-    engines = builder.Engines(files=(static,), source="udockertools 1.2.11", patchelf=b"")
+    static = EngineFile("bin/proot", busybox.read_bytes(), "udockertools: proot")
+    assert bundle_libraries([static]) == [static]
+    engines = Engines(files=(static,), source="udockertools 1.2.11", patchelf=b"")
     assert f"bin/proot\tudockertools: proot; {elf.machine}, statically linked\n" \
-        in builder.engine_manifest(engines).decode()
+        in engine_manifest(engines).decode()
 
 
 def test_missing_engines_say_what_to_install() -> None:
-    builder = load_builder()
-    with pytest.raises(builder.BuildError) as missing:
-        builder.debian_engines(machine="riscv64")  # no such multiarch directory here
+    with pytest.raises(BuildError) as missing:
+        debian_engines(machine="riscv64")  # no such multiarch directory here
     message = str(missing.value)
     assert "/usr/lib/riscv64-linux-gnu/fakechroot/libfakechroot.so" in message
     assert "apt-get install fakechroot" in message and "--udocker-tarball" in message

@@ -1,7 +1,8 @@
 """``__main__`` of ``supervisor-batch.pyz``: unpack the vendored packages once, then run.
 
-``layers/build.py`` copies this file into the archive as ``__main__.py`` and fills in
-``BUILD_ID`` (the SHA-256 of everything else in the archive). It runs on any
+The builder (:mod:`supervisor.packaging`) copies this file into the archive as
+``__main__.py`` and fills in ``BUILD_ID`` (the SHA-256 of everything else in the
+archive). It runs on any
 ``python3`` >= 3.9 with the standard library only, so it must stay 3.9 syntax.
 
 Why unpack: Python imports pure-Python modules from a zip, but botocore reads its
