@@ -76,10 +76,10 @@ cmd_layer() {
 cmd_demo() {
   # The local default: an embedded AWS endpoint, the demo workflow deployed into it with the
   # real provisioning code, one upload through lambda -> lambda-batch -> batch, in containers.
+  # supervisor local builds the layers and supervisor-batch.pyz into ~/.cache/supervisor on
+  # first use (and again only when the package changes).
   ensure_system_packages
   ensure_venv
-  log "building the layer and supervisor-batch.pyz (skipped when unchanged)"
-  cmd_layer >/dev/null 2>&1 || cmd_layer
   local image=examples/demo/busybox.tar
   [ -f "$image" ] || "$PY" -m supervisor.local.image "$image"
   "$VENV/bin/supervisor" local -f examples/demo/workflow.yaml \

@@ -6,6 +6,8 @@
     context.py     streams, --json, and the AWS clients (one ClientFactory, made lazily)
     output.py      tables and JSON (pure)
     deploy.py      deploy, rm
+    artefacts.py   --layer-zip, --pyz, --udocker-layer-zip of deploy and local (else cached)
+    build.py       build: the layers and supervisor-batch.pyz (supervisor.packaging)
     files.py       put (with progress.py's bar), ls
     invoke.py      invoke with the S3 event of an existing object
     status.py      status: function, invocations (cloudwatch.py), Batch jobs by state

@@ -18,19 +18,12 @@ from ..config import FunctionConfig, from_fdl
 from ..config.scarcfg import Defaults, default_path, read_defaults
 from ..config.sources import TAKEN_FROM_DEFAULTS
 from ..errors import ConfigError
-from ..provision import (
-    DEFAULT_BATCH_PYZ,
-    DEFAULT_LAYER_ZIP,
-    DEFAULT_UDOCKER_LAYER_ZIP,
-    Deployment,
-    Outcome,
-    deploy,
-    remove,
-)
+from ..provision import Deployment, Outcome, deploy, remove
 from ..provision.ignored import ignored_fdl_keys, ignored_keys
 from ..provision.plain_keys import plain_keys_note
 from ..workflow import check_loops
 from .args import Subparsers, add_command
+from .artefacts import add_artefact_options, artefacts_of
 from .context import Context
 from .output import Column, shorten, table
 
@@ -46,8 +39,8 @@ DEPLOY_EXAMPLES = """
   supervisor deploy -f scar-plants.yaml       # buckets, trigger, function, layer, Batch
   supervisor deploy -f workflow.yaml -n step-2  # one function of the file
   supervisor deploy -f scar-plants.yaml --dry-run --json   # the plan, no AWS call
-  supervisor deploy -f scar-plants.yaml --layer-zip dist/supervisor-layer.zip \\
-      --pyz dist/supervisor-batch.pyz
+  supervisor deploy -f scar-plants.yaml --layer-zip artefacts/supervisor-layer.zip \\
+      --pyz artefacts/supervisor-batch.pyz     # as supervisor build -o artefacts wrote them
 """
 RM_EXAMPLES = """
   supervisor rm -f scar-plants.yaml
@@ -68,16 +61,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     _fdl_options(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (account id as <account-id>); call nothing")
-    parser.add_argument("--layer-zip", type=Path, default=DEFAULT_LAYER_ZIP, metavar="PATH",
-                        help=f"the supervisor layer (default {DEFAULT_LAYER_ZIP}; "
-                             "./build.sh layer builds it)")
-    parser.add_argument("--pyz", type=Path, default=DEFAULT_BATCH_PYZ, metavar="PATH",
-                        help=f"supervisor-batch.pyz for Batch hosts (default "
-                             f"{DEFAULT_BATCH_PYZ})")
-    parser.add_argument("--udocker-layer-zip", type=Path, default=None, metavar="PATH",
-                        help=f"udocker and its engine files, for functions that run their "
-                             f"script in an image on Lambda (default: udocker-layer.zip "
-                             f"beside --layer-zip, {DEFAULT_UDOCKER_LAYER_ZIP})")
+    add_artefact_options(parser)
     parser = add_command(
         subparsers, "rm", common=common, func=run_rm, examples=RM_EXAMPLES,
         summary="remove what deploy created for a function definition",
@@ -164,7 +148,9 @@ def run_deploy(args: argparse.Namespace, ctx: Context) -> int:
     done: list[Deployment] = []
     for line in ignored_fdl_keys(fdl_document(args.file)):
         ctx.note(line)
-    for config in select(configs, args.name):
+    chosen = select(configs, args.name)
+    artefacts = artefacts_of(args, chosen, ctx)
+    for config in chosen:
         for line in ignored_keys(config, config.name):
             ctx.note(line)
         plain_keys = plain_keys_note(config, config.name)
@@ -173,10 +159,9 @@ def run_deploy(args: argparse.Namespace, ctx: Context) -> int:
         if not args.dry_run:
             ctx.note(f"deploying {config.name} ({config.execution_mode}) ...")
         profile, region = function_account(config)
-        done.append(deploy(config, ctx.clients_for(profile, region), layer_zip=args.layer_zip,
-                           batch_pyz=args.pyz,
-                           udocker_layer_zip=(args.udocker_layer_zip or
-                                              args.layer_zip.with_name("udocker-layer.zip")),
+        done.append(deploy(config, ctx.clients_for(profile, region),
+                           layer_zip=artefacts.layer_zip, batch_pyz=artefacts.batch_pyz,
+                           udocker_layer_zip=artefacts.udocker_layer_zip,
                            region=region or ctx.region, dry_run=args.dry_run))
 
     def text() -> str:

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 from .args import Subparsers, add_command
+from .artefacts import add_artefact_options
 from .context import Context
 from .errors import CliError
 from .localstate import DEFAULT_STATE_DIR
 from .output import Column, seconds, table
 
 __all__ = ["register", "run_local_command", "LocalReportLike", "LocalRunner", "report_text",
-           "REPORT_COLUMNS"]
+           "REPORT_COLUMNS", "session_runner"]
 
 EXAMPLES = """
   supervisor local -f examples/wordcount/function.yaml --put examples/wordcount/sample.txt
@@ -55,14 +56,20 @@ class LocalRunner(Protocol):
                  max_wait: float, requests: Sequence[Path] = ()) -> LocalReportLike: ...
 
 
-def _session_runner(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
-                    state_dir: Path, progress: Callable[[str], None],
-                    max_wait: float, requests: Sequence[Path] = ()) -> LocalReportLike:
-    """The real local session (imported only when the command runs)."""
-    from ..local.session import run_local
+def session_runner(layer_zip: Optional[Path] = None, batch_pyz: Optional[Path] = None,
+                   udocker_layer_zip: Optional[Path] = None) -> LocalRunner:
+    """The real local session (imported only when the command runs), with the artefacts
+    given by option (None: found or built in the per-user cache)."""
+    def run(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], state_dir: Path,
+            progress: Callable[[str], None], max_wait: float,
+            requests: Sequence[Path] = ()) -> LocalReportLike:
+        from ..local.session import run_local
 
-    return run_local(fdl, puts, timeout=timeout, state_dir=state_dir, progress=progress,
-                     max_wait=max_wait, requests=requests)
+        return run_local(fdl, puts, timeout=timeout, state_dir=state_dir, progress=progress,
+                         max_wait=max_wait, requests=requests, layer_zip=layer_zip,
+                         batch_pyz=batch_pyz, udocker_layer_zip=udocker_layer_zip)
+
+    return run
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -92,6 +99,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                         help=f"where the session's state and logs go (default "
                              f"{DEFAULT_STATE_DIR})")
+    add_artefact_options(parser)
 
 
 def report_text(rows: Sequence[dict[str, Any]]) -> str:
@@ -105,8 +113,9 @@ def report_text(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def run_local_command(args: argparse.Namespace, ctx: Context, *,
-                      runner: LocalRunner = _session_runner) -> int:
+                      runner: Optional[LocalRunner] = None) -> int:
     """Run the session; 0 only when every object was processed successfully."""
+    runner = runner or session_runner(args.layer_zip, args.pyz, args.udocker_layer_zip)
     if not args.put and not args.request:
         raise CliError("nothing to run: give files with --put (uploads) or --request "
                        "(REST API requests)")

@@ -24,14 +24,8 @@ from ..aws import ClientFactory
 from ..config import FunctionConfig, from_fdl
 from ..errors import ConfigError, SupervisorError
 from ..gateway import proxy_event, resolve
-from ..provision import (
-    DEFAULT_BATCH_PYZ,
-    DEFAULT_LAYER_ZIP,
-    FunctionRequest,
-    caller_account,
-    deploy,
-    names_of,
-)
+from ..packaging import artefacts_for
+from ..provision import FunctionRequest, caller_account, deploy, names_of
 from ..provision.userdata import HOST_DIR
 from ..workflow import check_loops, edges
 from .account import localize, prepare_account
@@ -77,21 +71,21 @@ class LocalCloud:
 
     def __init__(self, configs: Sequence[FunctionConfig], *, state_dir: Path,
                  progress: Progress, timeout: Optional[float] = None,
-                 layer_zip: Path = DEFAULT_LAYER_ZIP,
-                 batch_pyz: Path = DEFAULT_BATCH_PYZ,
+                 layer_zip: Optional[Path] = None,
+                 batch_pyz: Optional[Path] = None,
                  udocker_layer_zip: Optional[Path] = None) -> None:
         check_loops(configs)
-        for artefact in (layer_zip, batch_pyz):
-            if not artefact.is_file():
-                raise SupervisorError(f"{artefact} not found: build it with ./build.sh layer")
+        # those not given: found or built in the per-user cache
+        artefacts = artefacts_for(configs, environ=os.environ, log=progress,
+                                  layer_zip=layer_zip, batch_pyz=batch_pyz,
+                                  udocker_layer_zip=udocker_layer_zip)
         self.configs = list(configs)
         self.state_dir = state_dir
         self.progress = progress
         self.timeout = timeout
-        self.layer_zip = layer_zip
-        self.batch_pyz = batch_pyz
-        # built beside the supervisor layer by ./build.sh layer
-        self.udocker_layer_zip = udocker_layer_zip or layer_zip.with_name("udocker-layer.zip")
+        self.layer_zip = artefacts.layer_zip
+        self.batch_pyz = artefacts.batch_pyz
+        self.udocker_layer_zip = artefacts.udocker_layer_zip
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "LocalCloud":
@@ -197,9 +191,10 @@ class LocalCloud:
 
 
 def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], state_dir: Path,
-              progress: Progress, layer_zip: Path = DEFAULT_LAYER_ZIP,
-              batch_pyz: Path = DEFAULT_BATCH_PYZ, max_wait: float = 3600.0,
-              requests: Sequence[Path] = ()) -> LocalReport:
+              progress: Progress, layer_zip: Optional[Path] = None,
+              batch_pyz: Optional[Path] = None, max_wait: float = 3600.0,
+              requests: Sequence[Path] = (),
+              udocker_layer_zip: Optional[Path] = None) -> LocalReport:
     """Deploy ``fdl`` into an embedded endpoint, upload ``puts``, send ``requests``
     through the entry function's REST API, run until quiet.
 
@@ -213,7 +208,8 @@ def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], stat
             if not path.is_file():
                 raise ConfigError([f"{option} {path}: not a file"])
     with LocalCloud(configs, state_dir=state_dir, progress=progress, timeout=timeout,
-                    layer_zip=layer_zip, batch_pyz=batch_pyz) as cloud:
+                    layer_zip=layer_zip, batch_pyz=batch_pyz,
+                    udocker_layer_zip=udocker_layer_zip) as cloud:
         for put in puts:
             cloud.upload(put)
         for body in requests:

@@ -60,6 +60,8 @@ DEFAULT_EPHEMERAL_STORAGE = 512  # MB of /tmp
 DEFAULT_LAYER_ZIP = Path("dist/supervisor-layer.zip")
 DEFAULT_BATCH_PYZ = Path("dist/supervisor-batch.pyz")
 DEFAULT_UDOCKER_LAYER_ZIP = Path("dist/udocker-layer.zip")
+BUILD_HINT = ("build it with supervisor build -o DIR (deploy and local build it when no path "
+              "is given)")
 CONFIG_PATH_ENV = "FUNCTION_CONFIG_PATH"
 LAMBDA_ENV_LIMIT = 4096  # bytes, all keys and values
 MAX_LAYERS = 5
@@ -227,7 +229,7 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
                                 "a docker save archive")
         if missing:
             problems.append(missing)
-    missing = _file_problem(layer_zip, "layer zip", "build it with ./build.sh layer")
+    missing = _file_problem(layer_zip, "layer zip", BUILD_HINT)
     if missing:
         problems.append(missing)
     elif layer_zip.stat().st_size > MAX_DIRECT_UPLOAD:
@@ -240,13 +242,13 @@ def build_plan(config: FunctionConfig, *, account_id: str, region: str,
                               account_id, problems)
     if containers:
         missing = _file_problem(udocker_layer_zip, "udocker layer zip",
-                                "build it with ./build.sh layer (the function runs its script "
+                                f"{BUILD_HINT} (the function runs its script "
                                 "in container.image on Lambda)")
         if missing:
             problems.append(missing)
     pyz = batch_pyz if batch_pyz is not None else DEFAULT_BATCH_PYZ
     if config.delegates:
-        missing = _file_problem(pyz, "supervisor-batch.pyz", "build it with ./build.sh layer")
+        missing = _file_problem(pyz, "supervisor-batch.pyz", BUILD_HINT)
         if missing:
             problems.append(missing)
     if problems:

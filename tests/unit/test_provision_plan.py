@@ -377,7 +377,7 @@ def test_missing_artifacts_name_the_build_step(plants: FunctionConfig, tmp_path:
     with pytest.raises(ProvisionError) as caught:
         plan_for(plants, tmp_path / "no-layer.zip", tmp_path / "no.pyz")
     assert "layer zip" in str(caught.value) and "supervisor-batch.pyz" in str(caught.value)
-    assert "./build.sh layer" in str(caught.value)
+    assert "build it with supervisor build -o DIR" in str(caught.value)
 
 
 def test_environment_over_4_kb_or_reserved_is_refused(mrbayes: FunctionConfig,
