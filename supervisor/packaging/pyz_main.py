@@ -122,6 +122,7 @@ def unpack(archive: str, environ: Mapping[str, str]) -> str:
 
 
 def main() -> None:
+    """Unpack (once), put the unpacked tree first on ``sys.path``, run supervisor-batch."""
     archive = archive_path()
     try:
         packages = unpack(archive, dict(os.environ))
