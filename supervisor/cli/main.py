@@ -31,10 +31,13 @@ typical flow:
   supervisor deploy -f scar-plants.yaml      # buckets, trigger, function, layer, Batch resources
   supervisor put -b scar-plants/input daisy.jpg
   supervisor status -n scar-plants           # invocations and Batch jobs by state
-  supervisor logs -n scar-plants [--job-id ID]
+  supervisor logs -n scar-plants --key input/daisy.jpg   # its invocation, then its Batch job
+  supervisor get -b scar-plants/output -p results/       # download the outputs
   supervisor rm -f scar-plants.yaml
 
 without an AWS account (an embedded endpoint, a local Lambda and Batch):
+  supervisor init hello                      # hello.yaml and hello.sh, a function to start from
+  supervisor local -f hello.yaml --put notes.txt
   supervisor local -f examples/wordcount/function.yaml --put examples/wordcount/sample.txt
 
 'supervisor COMMAND --help' shows each command's options and examples. Results are
