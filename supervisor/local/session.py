@@ -78,7 +78,7 @@ class LocalCloud:
         # those not given: found or built in the per-user cache
         artefacts = artefacts_for(configs, environ=os.environ, log=progress,
                                   layer_zip=layer_zip, batch_pyz=batch_pyz,
-                                  udocker_layer_zip=udocker_layer_zip)
+                                  udocker_layer_zip=udocker_layer_zip, warnings=False)
         self.configs = list(configs)
         self.state_dir = state_dir
         self.progress = progress

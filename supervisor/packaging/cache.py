@@ -59,14 +59,15 @@ def wheelhouse(environ: Mapping[str, str]) -> Path:
 
 
 def cached(environ: Mapping[str, str], log: Log, *, udocker: bool,
-           package: Path = PACKAGE) -> dict[str, Artefact]:
+           package: Path = PACKAGE, warnings: bool = True) -> dict[str, Artefact]:
     """The cached artefacts, built first where missing or out of date: the layer and the
     pyz, and the udocker layer when ``udocker`` (its engine files must be here).
 
-    Only the builder's headlines (building, built, waiting) and warnings reach ``log``.
+    Only the builder's headlines (building, built, waiting) and, with ``warnings``, its
+    warnings (about Lambda's glibc: beside the point for a local run) reach ``log``.
     """
     def headlines(line: str) -> None:
-        if line.startswith(_HEADLINES) or "warning: " in line:
+        if line.startswith(_HEADLINES) or (warnings and "warning: " in line):
             log(line)
 
     options = Options(out=cache_dir(environ, package), wheelhouse=wheelhouse(environ),

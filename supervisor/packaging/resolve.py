@@ -36,8 +36,10 @@ class Artefacts:
 def artefacts_for(configs: Sequence[FunctionConfig], *, environ: Mapping[str, str],
                   log: Log, layer_zip: Optional[Path] = None,
                   batch_pyz: Optional[Path] = None,
-                  udocker_layer_zip: Optional[Path] = None) -> Artefacts:
-    """The artefacts for deploying ``configs``: those given, the rest from the cache."""
+                  udocker_layer_zip: Optional[Path] = None,
+                  warnings: bool = True) -> Artefacts:
+    """The artefacts for deploying ``configs``: those given, the rest from the cache
+    (``warnings``: whether the builder's warnings about real Lambda are shown)."""
     if udocker_layer_zip is None and layer_zip is not None \
             and layer_zip.with_name(UDOCKER_LAYER_NAME).is_file():
         udocker_layer_zip = layer_zip.with_name(UDOCKER_LAYER_NAME)
@@ -54,7 +56,7 @@ def artefacts_for(configs: Sequence[FunctionConfig], *, environ: Mapping[str, st
                     f"patchelf and fakechroot: {missing_text(missing)}; or give one with "
                     "--udocker-layer-zip (supervisor build -o DIR --udocker-tarball PATH "
                     "builds one)")
-        found = cached(environ, log, udocker=want_udocker)
+        found = cached(environ, log, udocker=want_udocker, warnings=warnings)
         layer_zip = layer_zip or found[LAYER_NAME].path
         batch_pyz = batch_pyz or found[PYZ_NAME].path
         if want_udocker:
