@@ -67,44 +67,24 @@ def planned_region(workdir: Path, capsys: pytest.CaptureFixture[str], *extra: st
     return first.split(" dry run in ")[1].split(",")[0]
 
 
-def test_aws_region_alone_sets_the_region(workdir: Path, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    (workdir / "aws-config").write_text("")
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    assert planned_region(workdir, capsys) == "eu-west-1"
-
-
-def test_aws_region_wins_over_aws_default_region_and_the_profile(
-        workdir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
-    assert planned_region(workdir, capsys) == "eu-west-1"
-    assert planned_region(workdir, capsys, "--profile", "eu") == "eu-west-1"
-
-
-def test_aws_default_region_wins_over_the_profile(
-        workdir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
-    assert planned_region(workdir, capsys) == "us-east-2"
-
-
-def test_the_region_option_wins_over_everything(
-        workdir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
-    assert planned_region(workdir, capsys, "--region", "ap-south-1") == "ap-south-1"
-
-
-def test_the_profile_region_comes_from_the_shared_config_file(
-        workdir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    assert planned_region(workdir, capsys) == "sa-east-1"  # [default]
-    assert planned_region(workdir, capsys, "--profile", "eu") == "eu-central-1"
-    monkeypatch.setenv("AWS_PROFILE", "eu")
-    assert planned_region(workdir, capsys) == "eu-central-1"
+@pytest.mark.parametrize("environ, options, region", [
+    ({"AWS_REGION": "eu-west-1"}, (), "eu-west-1"),
+    ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-east-2"}, (), "eu-west-1"),
+    ({"AWS_REGION": "eu-west-1"}, ("--profile", "eu"), "eu-west-1"),
+    ({"AWS_DEFAULT_REGION": "us-east-2"}, (), "us-east-2"),
+    ({"AWS_DEFAULT_REGION": "us-east-2"}, ("--profile", "eu"), "us-east-2"),
+    ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-east-2"},
+     ("--region", "ap-south-1"), "ap-south-1"),
+    ({}, (), "sa-east-1"),  # the [default] profile's
+    ({}, ("--profile", "eu"), "eu-central-1"),
+    ({"AWS_PROFILE": "eu"}, (), "eu-central-1"),
+])
+def test_the_region_is_found_where_the_aws_cli_finds_it(
+        workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        environ: dict[str, str], options: tuple[str, ...], region: str) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert planned_region(workdir, capsys, *options) == region
 
 
 def test_no_region_anywhere_says_every_place_one_can_be_set(
