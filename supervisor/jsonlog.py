@@ -17,7 +17,11 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional, TextIO
 
-__all__ = ["JsonFormatter", "JsonLogging", "install"]
+__all__ = ["JsonFormatter", "JsonLogging", "install", "SCRIPT_LOGGER", "record_of",
+           "is_script_record", "script_line"]
+
+SCRIPT_LOGGER = "supervisor.script"
+"""The logger both entry points write the script's output lines to, one record a line."""
 
 _CORE = ("time", "level", "logger", "message")
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -120,3 +124,30 @@ def install(logger_name: str = "supervisor", *, level: str = "INFO",
     if not setup.set_level(level):
         logger.setLevel(logging.INFO)
     return setup
+
+
+def record_of(line: str) -> Optional[dict[str, Any]]:
+    """The JSON object a log line holds, or None for any other line."""
+    text = line.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_script_record(record: Mapping[str, Any]) -> bool:
+    """Whether a log record is a line of the script's output (this module's JSON lines on
+    Batch, powertools' on Lambda, which names the logging call's location)."""
+    return (record.get("logger") == SCRIPT_LOGGER
+            or str(record.get("location", "")).startswith("_log_script_line:"))
+
+
+def script_line(line: str) -> Optional[str]:
+    """The script's output line a log line carries, or None when it carries none."""
+    record = record_of(line)
+    if record is None or not is_script_record(record):
+        return None
+    return str(record.get("message", ""))

@@ -9,11 +9,11 @@ under it with its relative path (``photos/a/b.jpg`` → ``input/a/b.jpg``), and
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..fileset import named_files
 from .args import Subparsers, add_command
 from .context import Context
 from .errors import CliError
@@ -72,27 +72,14 @@ class Upload:
     size: int
 
 
-def _files_under(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for root, dirs, files in os.walk(folder):  # symlinked folders are not entered
-        dirs.sort()
-        found.extend(Path(root) / name for name in sorted(files)
-                     if (Path(root) / name).is_file())
-    return found
-
-
 def plan_uploads(paths: Sequence[Path], location: Location) -> list[Upload]:
     """What ``put`` uploads, checked before anything is sent (missing paths, clashes)."""
     uploads: list[Upload] = []
     missing = [str(p) for p in paths if not (p.is_file() or p.is_dir())]
     if missing:
         raise CliError(f"no such file or folder: {', '.join(missing)}")
-    for path in paths:
-        if path.is_dir():
-            uploads.extend(Upload(f, location.key(f.relative_to(path).as_posix()),
-                                  f.stat().st_size) for f in _files_under(path))
-        else:
-            uploads.append(Upload(path, location.key(path.name), path.stat().st_size))
+    uploads.extend(Upload(path, location.key(name), path.stat().st_size)
+                   for path, name in named_files(paths))
     keys: dict[str, Path] = {}
     for upload in uploads:
         other = keys.setdefault(upload.key, upload.path)

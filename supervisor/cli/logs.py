@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..local.sessions import session_dir
 from .args import Subparsers, add_command
 from .cloudwatch import LogEvent
 from .context import Context
@@ -80,7 +81,11 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
                         help="lines of the function's log shown first (default 100)")
     parser.add_argument("--local", nargs="?", type=Path, const=DEFAULT_STATE_DIR,
                         metavar="STATE_DIR",
-                        help=f"read a local session's log files (default {DEFAULT_STATE_DIR})")
+                        help=f"read a local session's log files (default {DEFAULT_STATE_DIR}: the "
+                             "latest session)")
+    parser.add_argument("--session", metavar="ID",
+                        help="with --local: that session (its id as supervisor local printed "
+                             "it, or its start) instead of the latest")
 
 
 class Printer:
@@ -177,8 +182,9 @@ def follow(view: View, printer: Printer, *, sleep: Sleep = time.sleep,
 def _view(args: argparse.Namespace, ctx: Context) -> View:
     strict = not args.follow
     if args.local is not None:
-        return LocalView(args.local, args.name, request_id=args.request_id, job_id=args.job_id,
-                         key=args.key, strict=strict)
+        return LocalView(session_dir(args.local, args.session), args.name,
+                         request_id=args.request_id, job_id=args.job_id, key=args.key,
+                         strict=strict)
     queue = args.queue or args.name
     if args.job_id:
         return JobView(ctx, args.job_id, queue, strict=strict)

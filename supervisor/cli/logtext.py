@@ -18,6 +18,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
 
+from ..jsonlog import is_script_record, record_of
+
 __all__ = ["record_of", "record_time", "readable"]
 
 SCRIPT_TAG = "script"
@@ -27,18 +29,6 @@ _ALWAYS_LEFT_OUT = frozenset({
     "function_arn", "function_request_id", "exception", "exception_name", "stack",
     "stack_trace"})
 _POWERTOOLS_TIME = re.compile(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d),(\d{3})([+-]\d{4})$")
-
-
-def record_of(message: str) -> Optional[dict[str, Any]]:
-    """The JSON object a log line holds, or None for any other line."""
-    text = message.strip()
-    if not (text.startswith("{") and text.endswith("}")):
-        return None
-    try:
-        record = json.loads(text)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def record_time(record: Mapping[str, Any]) -> Optional[int]:
@@ -61,11 +51,6 @@ def record_time(record: Mapping[str, Any]) -> Optional[int]:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1000)
-
-
-def _is_script_line(record: Mapping[str, Any]) -> bool:
-    return (record.get("logger") == "supervisor.script"
-            or str(record.get("location", "")).startswith("_log_script_line:"))
 
 
 def _value(value: Any) -> str:
@@ -110,7 +95,7 @@ def readable(message: str, context: Optional[Mapping[str, Any]] = None) -> Optio
         return None
     if "records" in record and "exit_code" in record and "message" not in record:
         return _result_text(record)
-    if _is_script_line(record):
+    if is_script_record(record):
         return f"{SCRIPT_TAG:<7} {record.get('message', '')}"
     level = str(record.get("level") or "-").upper()
     fields = _fields(record, context or {})

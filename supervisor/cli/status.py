@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 from botocore.exceptions import ClientError
 
 from ..config import from_fdl
+from ..local.sessions import session_dir
 from .args import Subparsers, add_command
 from .batchjobs import JOB_STATES, list_jobs
 from .cloudwatch import invocations, lambda_log_group, read_stream, recent_streams
@@ -75,7 +76,11 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
                         help="invocations and jobs listed (default 10)")
     parser.add_argument("--local", nargs="?", type=Path, const=DEFAULT_STATE_DIR,
                         metavar="STATE_DIR",
-                        help=f"read a local session's state (default {DEFAULT_STATE_DIR})")
+                        help=f"read a local session's state (default {DEFAULT_STATE_DIR}: the "
+                             "latest session)")
+    parser.add_argument("--session", metavar="ID",
+                        help="with --local: that session (its id as supervisor local printed "
+                             "it, or its start) instead of the latest")
 
 
 def _function(lam: Any, name: str) -> Optional[dict[str, Any]]:
@@ -226,7 +231,8 @@ def run_status(args: argparse.Namespace, ctx: Context) -> int:
         queue, mode = queue or config.job_queue_name, config.execution_mode
     queue = queue or args.name
     if args.local is not None:
-        view = local_status(read_state(args.local), args.name, queue, args.local)
+        state = session_dir(args.local, args.session)
+        view = local_status(read_state(state), args.name, queue, state)
     else:
         view = aws_status(ctx, args.name, queue, mode, args.limit)
     ctx.emit(view, lambda: status_text(view))

@@ -70,7 +70,7 @@ KILL_MARGIN_S = 0.1
 """How long after the timeout the hard kill comes: the poll granularity, no more."""
 WORKER = Path(__file__).with_name("lambda_worker.py")
 _RECORD_KEYS = ("bucket", "key", "status", "exit_code", "job_id", "uploaded", "error",
-                "reason")
+                "reason", "output_tail")
 
 log = logging.getLogger(__name__)
 

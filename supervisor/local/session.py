@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..aws import ClientFactory
 from ..config import FunctionConfig, from_fdl
 from ..errors import ConfigError, SupervisorError
+from ..fileset import named_files
 from ..gateway import proxy_event, resolve
 from ..packaging import artefacts_for
 from ..provision import FunctionRequest, caller_account, deploy, names_of
@@ -35,7 +36,9 @@ from .batch_tap import SubmitJobTap
 from .endpoint import start_endpoint
 from .event_source import EventSource
 from .lambda_executor import LambdaExecutor
+from .sessions import new_session
 from .store import LocalStore
+from .tail import TAIL_LINES, ScriptTail
 
 __all__ = ["LocalCloud", "LocalReport", "run_local", "entry_functions"]
 
@@ -49,6 +52,8 @@ class LocalReport:
     endpoint: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     ok: bool = False
+    session: str = ""  # the session's id: status/logs --local --session read it
+    session_dir: Optional[Path] = None  # its state, logs and copied outputs
 
 
 def entry_functions(configs: Sequence[FunctionConfig]) -> list[FunctionConfig]:
@@ -73,7 +78,8 @@ class LocalCloud:
                  progress: Progress, timeout: Optional[float] = None,
                  layer_zip: Optional[Path] = None,
                  batch_pyz: Optional[Path] = None,
-                 udocker_layer_zip: Optional[Path] = None) -> None:
+                 udocker_layer_zip: Optional[Path] = None,
+                 stream: Optional[Progress] = None) -> None:
         check_loops(configs)
         # those not given: found or built in the per-user cache
         artefacts = artefacts_for(configs, environ=os.environ, log=progress,
@@ -82,6 +88,7 @@ class LocalCloud:
         self.configs = list(configs)
         self.state_dir = state_dir
         self.progress = progress
+        self.tail = ScriptTail(stream)  # the scripts' output, as it is written
         self.timeout = timeout
         self.layer_zip = artefacts.layer_zip
         self.batch_pyz = artefacts.batch_pyz
@@ -100,9 +107,10 @@ class LocalCloud:
         self._stack.close()
 
     def _start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        for previous in ("outputs", "lambda", "batch"):  # a new session starts clean
-            shutil.rmtree(self.state_dir / previous, ignore_errors=True)
+        # each run its own folder: what earlier runs left (logs, outputs) stays
+        self.session, self.session_dir = new_session(self.state_dir)
+        self._stack.callback(_prune, self.session_dir)
+        self.progress(f"local session {self.session} in {self.session_dir}")
         endpoint = self._stack.enter_context(start_endpoint())
         self.endpoint = endpoint
         self.progress(f"embedded AWS endpoint: {endpoint.url}")
@@ -124,12 +132,12 @@ class LocalCloud:
             made = sum(1 for o in result.outcomes if o.action == "created")
             self.progress(f"deployed {config.name} ({config.execution_mode}): "
                           f"{made} resources")
-        self.store = LocalStore(self.state_dir, endpoint=endpoint.url)
+        self.store = LocalStore(self.session_dir, endpoint=endpoint.url)
         local, layer_zip, udocker_zip = self.local, self.layer_zip, self.udocker_layer_zip
         udocker_layers = {f":layer:{names_of(c).udocker_layer}:" for c in local.values()}
         self.lambdas = self._stack.enter_context(LambdaExecutor(
             self.clients, endpoint_env=endpoint.env, store=self.store,
-            work_root=self.state_dir / "lambda",
+            work_root=self.session_dir / "lambda",
             code=codes.__getitem__,  # called with the FunctionName Lambda reports
             # locally the only layer whose content is at hand is the supervisor's own
             layers=lambda arn: (udocker_zip if any(n in arn for n in udocker_layers)
@@ -142,18 +150,19 @@ class LocalCloud:
             image_files={c.container.image: Path(c.container.image_file)
                          for c in local.values() if c.container.image_file})
         self.batch = self._stack.enter_context(LocalBatchExecutor(
-            self.clients.client("batch"), self.store, self.state_dir / "batch", host=host,
+            self.clients.client("batch"), self.store, self.session_dir / "batch", host=host,
             tap=tap, queues={c.job_queue_name for c in local.values() if c.delegates}))
         self.source = EventSource(self.clients, self.lambdas, functions=set(local))
         self.source.refresh()
 
-    def upload(self, path: Path, function: Optional[str] = None) -> str:
+    def upload(self, path: Path, function: Optional[str] = None,
+               name: Optional[str] = None) -> str:
         """Put ``path`` under the first input path of ``function`` (default: the
-        workflow's entry); returns the S3 URI."""
+        workflow's entry), as ``name`` (default its own); returns the S3 URI."""
         config = self.local[function] if function else \
             self.local[entry_functions(self.configs)[0].name]
         target = config.input[0]
-        key = f"{target.key_prefix}/{path.name}".lstrip("/")
+        key = f"{target.key_prefix}/{name or path.name}".lstrip("/")
         self.clients.s3().upload_file(str(path), target.bucket, key)
         uri = f"s3://{target.bucket}/{key}"
         self.progress(f"uploaded {path} -> {uri}")
@@ -178,44 +187,68 @@ class LocalCloud:
     def run_until_quiet(self, max_wait: float = 3600.0) -> None:
         """Deliver events and run jobs until nothing is left to do."""
         _run_until_quiet(self.source, self.lambdas, self.batch, self.store, self.progress,
-                         max_wait)
+                         max_wait, self.tail)
 
     def report(self) -> LocalReport:
-        """One row per processed object; outputs copied to ``state_dir/outputs``."""
-        rows = _rows(self.store.snapshot(), self.local)
-        copied = _copy_outputs(self.clients, rows, self.state_dir / "outputs", self.progress)
+        """One row per processed object; outputs copied to the session's ``outputs``."""
+        rows = _rows(self.store.snapshot(), self.local, self.tail)
+        outputs = self.session_dir / "outputs"
+        copied = _copy_outputs(self.clients, rows, outputs, self.progress)
         if copied:
-            self.progress(f"outputs copied to {self.state_dir / 'outputs'} ({copied} files)")
+            self.progress(f"outputs copied to {outputs} ({copied} files)")
         ok = bool(rows) and all(r["status"] == "completed" for r in rows)
-        return LocalReport(endpoint=self.endpoint.url, rows=rows, ok=ok)
+        return LocalReport(endpoint=self.endpoint.url, rows=rows, ok=ok, session=self.session,
+                           session_dir=self.session_dir)
 
 
 def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], state_dir: Path,
               progress: Progress, layer_zip: Optional[Path] = None,
               batch_pyz: Optional[Path] = None, max_wait: float = 3600.0,
               requests: Sequence[Path] = (),
-              udocker_layer_zip: Optional[Path] = None) -> LocalReport:
+              udocker_layer_zip: Optional[Path] = None,
+              stream: Optional[Progress] = None) -> LocalReport:
     """Deploy ``fdl`` into an embedded endpoint, upload ``puts``, send ``requests``
     through the entry function's REST API, run until quiet.
 
-    The files go to the first input path of the workflow's first entry function.
+    The files go to the first input path of the workflow's first entry function (a
+    folder: every file under it, named by its path in the folder). ``stream`` gets each
+    line of the scripts' output as it is written.
     Raises ``ConfigError``/``SupervisorError`` for what stops the session
     before anything runs (a bad definition, a loop, missing artefacts).
     """
     configs = from_fdl(fdl)
-    for option, paths in (("--put", puts), ("--request", requests)):
-        for path in paths:
-            if not path.is_file():
-                raise ConfigError([f"{option} {path}: not a file"])
+    missing = [f"--put {p}: no such file or folder" for p in puts
+               if not (p.is_file() or p.is_dir())]
+    missing += [f"--request {p}: not a file" for p in requests if not p.is_file()]
+    if missing:
+        raise ConfigError(missing)
     with LocalCloud(configs, state_dir=state_dir, progress=progress, timeout=timeout,
                     layer_zip=layer_zip, batch_pyz=batch_pyz,
-                    udocker_layer_zip=udocker_layer_zip) as cloud:
-        for put in puts:
-            cloud.upload(put)
+                    udocker_layer_zip=udocker_layer_zip, stream=stream) as cloud:
+        for path, name in named_files(puts):
+            cloud.upload(path, name=name)
         for body in requests:
             cloud.request(body)
         cloud.run_until_quiet(max_wait)
         return cloud.report()
+
+
+def _prune(session_dir: Path) -> None:
+    """What a finished session keeps: its state, logs and outputs; the functions' unpacked
+    code and layers and the jobs' scratch folders (large, and made again) go."""
+    for kind, keep in (("lambda", {"logs"}), ("batch", set())):
+        root = session_dir / kind
+        if not root.is_dir():
+            continue
+        for entry in root.iterdir():
+            if entry.name in keep:
+                continue
+            if entry.is_dir() and kind == "batch":  # a job: keep its attempt logs
+                for part in entry.iterdir():
+                    if part.is_dir():
+                        shutil.rmtree(part, ignore_errors=True)
+            elif entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _clients(url: str) -> ClientFactory:
@@ -228,8 +261,9 @@ def _clients(url: str) -> ClientFactory:
 
 def _run_until_quiet(source: EventSource, lambdas: LambdaExecutor,
                      batch: LocalBatchExecutor, store: LocalStore, progress: Progress,
-                     max_wait: float, interval: float = 0.2) -> None:
-    """Drive events and jobs until nothing is pending twice in a row."""
+                     max_wait: float, tail: ScriptTail, interval: float = 0.2) -> None:
+    """Drive events and jobs until nothing is pending twice in a row; the scripts'
+    output goes to ``tail`` as it comes."""
     deadline = time.monotonic() + max_wait
     seen: dict[str, str] = {}
     quiet = 0
@@ -238,11 +272,15 @@ def _run_until_quiet(source: EventSource, lambdas: LambdaExecutor,
             raise SupervisorError(f"the local session did not settle within {max_wait:.0f} s")
         dispatched = source.poll_once()
         found = batch.poll_once()
-        _report_changes(store.snapshot(), seen, progress)
+        doc = store.snapshot()
+        tail.poll(doc)
+        _report_changes(doc, seen, progress)
         busy = dispatched or found or lambdas.busy() or batch.busy() or source.pending()
         quiet = 0 if busy else quiet + 1
         time.sleep(interval)
-    _report_changes(store.snapshot(), seen, progress)
+    doc = store.snapshot()
+    tail.poll(doc)
+    _report_changes(doc, seen, progress)
 
 
 def _report_changes(doc: dict[str, Any], seen: dict[str, str], progress: Progress) -> None:
@@ -266,8 +304,11 @@ def _report_changes(doc: dict[str, Any], seen: dict[str, str], progress: Progres
                         and job.get("exit_code") is not None else ""))
 
 
-def _rows(doc: dict[str, Any], configs: dict[str, FunctionConfig]) -> list[dict[str, Any]]:
-    """One row per object an invocation handled, with where it finally ran."""
+def _rows(doc: dict[str, Any], configs: dict[str, FunctionConfig],
+          tail: Optional[ScriptTail] = None) -> list[dict[str, Any]]:
+    """One row per object an invocation handled, with where it finally ran; a failed
+    row carries the last lines of the script's output (``output_tail``)."""
+    tail = tail or ScriptTail()
     rows: list[dict[str, Any]] = []
     invocations = sorted(doc["invocations"].values(), key=lambda inv: inv.get("started", 0))
     for inv in invocations:
@@ -293,24 +334,27 @@ def _rows(doc: dict[str, Any], configs: dict[str, FunctionConfig]) -> list[dict[
                                  "completed" if state == "SUCCEEDED" else "failed",
                                  max(0.0, float(ended) - float(inv.get("started") or ended)),
                                  job_id=job_id, job_state=state, outputs=_job_outputs(job),
-                                 error=job.get("reason") if state != "SUCCEEDED" else None))
+                                 error=job.get("reason") if state != "SUCCEEDED" else None,
+                                 output_tail=tail.last_lines(job.get("log"))))
             else:
+                lines = str(record.get("output_tail") or "").splitlines()[-TAIL_LINES:]
                 rows.append(_row(obj, name, mode, "lambda", str(record.get("status")),
                                  record.get("duration") or inv.get("duration"),
                                  outputs=list(record.get("uploaded") or []),
-                                 error=record.get("error")))
+                                 error=record.get("error"), output_tail=lines))
     return rows
 
 
 def _row(obj: str, function: str, mode: str, ran_on: str, status: str, duration: Any, *,
          outputs: list[str], job_id: Optional[str] = None, job_state: Optional[str] = None,
-         error: Optional[str] = None) -> dict[str, Any]:
+         error: Optional[str] = None, output_tail: Sequence[str] = ()) -> dict[str, Any]:
     row: dict[str, Any] = {"object": obj, "function": function, "mode": mode,
                            "ran_on": ran_on, "status": status,
                            "duration": round(float(duration or 0.0), 2), "job_id": job_id,
                            "job_state": job_state, "outputs": outputs}
     if error and status != "completed":
         row["error"] = error
+        row["output_tail"] = list(output_tail)
     return row
 
 

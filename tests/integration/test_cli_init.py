@@ -28,7 +28,8 @@ def test_an_init_function_runs_locally_as_written_and_its_log_shows_the_script(
     [row] = report.rows
     assert (row["function"], row["status"], row["outputs"]) == (
         "hello", "completed", ["s3://hello/output/notes.txt.count"])
-    count = state / "outputs" / "hello" / "output" / "notes.txt.count"
+    assert report.session_dir is not None
+    count = report.session_dir / "outputs" / "hello" / "output" / "notes.txt.count"
     assert count.read_text().split() == ["2", "4", "19"]
 
     capsys.readouterr()

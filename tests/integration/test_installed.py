@@ -184,7 +184,7 @@ def test_local_runs_a_host_script_from_the_installed_package(
     ran = run(installed, workdir, "local", "-f", "fn.yaml", "--put", "data.txt")
     assert ran.code == 0, ran.err
     assert "completed" in ran.out
-    outputs = list((workdir / ".supervisor-local" / "outputs").rglob("data.txt"))
+    outputs = list((workdir / ".supervisor-local").glob("sessions/*/outputs/**/data.txt"))
     assert [p.read_text() for p in outputs] == ["HELLO FROM A PIP INSTALL\n"]
     assert not (workdir / "dist").exists()
 

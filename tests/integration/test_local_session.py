@@ -57,7 +57,9 @@ def test_demo_workflow_runs_lambda_then_lambda_batch_then_batch_in_containers(
     assert report.rows[2]["outputs"] == ["s3://demo/reports/sample.report.txt"]
     assert any("exceeded the time budget" in line for line in progress)
 
-    outputs = state / "outputs" / "demo"
+    session = report.session_dir
+    assert session is not None and session.parent == state / "sessions"
+    outputs = session / "outputs" / "demo"
     text = (demo / "sample.txt").read_text()
     assert (outputs / "prepared" / "sample.txt").read_text() == text.upper()
     assert (outputs / "counted" / "sample.words").read_text().strip() == str(len(text.split()))
@@ -65,13 +67,13 @@ def test_demo_workflow_runs_lambda_then_lambda_batch_then_batch_in_containers(
     assert "ran on:  batch, in BusyBox" in report_text  # the script ran in the image
 
     # deploy shipped the image archive to the staging prefix: the function names it in S3
-    (prepare_log,) = (state / "lambda" / "logs" / "demo-prepare").glob("*.log")
+    (prepare_log,) = (session / "lambda" / "logs" / "demo-prepare").glob("*.log")
     ready = [json.loads(line) for line in prepare_log.read_text().splitlines()
              if '"image ready"' in line]
     assert ready and ready[0]["image"].startswith("s3://demo/supervisor-handoff/artifacts/image-")
 
     from supervisor.local.store import LocalStore
-    doc = LocalStore.read(state)
+    doc = LocalStore.read(session)
     job = doc["jobs"][report.rows[1]["job_id"]]
     assert [h["status"] for h in job["history"]][-3:] == ["RUNNABLE", "RUNNING", "SUCCEEDED"]
     assert job["exit_code"] == 0
@@ -127,7 +129,7 @@ def test_failing_batch_job_is_retried_attempts_times_and_ends_failed(
     (row,) = report.rows
     assert (row["status"], row["ran_on"], row["job_state"]) == ("failed", "batch", "FAILED")
     from supervisor.local.store import LocalStore
-    job = LocalStore.read(tmp_path / "s")["jobs"][row["job_id"]]
+    job = LocalStore.read(report.session_dir)["jobs"][row["job_id"]]
     assert [a["exit_code"] for a in job["attempts"]] == [3, 3, 3]
     assert job["exit_code"] == 3 and job["status"] == "FAILED"
 
@@ -163,7 +165,7 @@ def test_duplicate_event_with_idempotency_runs_the_job_once(tmp_path: Path,
     ours = [r for r in report.rows if r["job_id"] == job_ids[0]]
     assert ours and all(r["job_state"] == "SUCCEEDED" for r in ours)
     from supervisor.local.store import LocalStore
-    jobs = LocalStore.read(tmp_path / "s")["jobs"]
+    jobs = LocalStore.read(cloud.session_dir)["jobs"]
     assert sum(1 for j in jobs.values() if j.get("name", "").startswith("once-")) == 2
     # one job from the upload's own event, one from the duplicated event: not three
 
@@ -216,7 +218,7 @@ def test_the_grayify_example_runs_in_its_pulled_image_on_lambda_and_on_batch(
     assert report.ok, report.rows
     assert [(r["function"], r["ran_on"], r["status"]) for r in report.rows] == [
         ("grayify", "lambda", "completed"), ("poster", "batch", "completed")]
-    outputs = tmp_path / "s" / "outputs" / "video"
+    outputs = report.session_dir / "outputs" / "video"
     assert (outputs / "gray" / "clip.avi").read_text() == "ffmpeg of the image\nframes\n"
     assert (outputs / "posters" / "clip.png").read_text() == (
         "ffmpeg of the image\nffmpeg of the image\nframes\n")  # Batch ran the image's too
@@ -247,7 +249,7 @@ def test_an_older_form_two_step_workflow_chains_through_scars_folders(
     assert [(r["function"], r["status"]) for r in report.rows] == [
         ("step-one", "completed"), ("step-two", "completed")]
     assert report.rows[0]["outputs"] == ["s3://work/step-one/output/up.txt"]
-    outputs = tmp_path / "s" / "outputs" / "work"
+    outputs = report.session_dir / "outputs" / "work"
     assert (outputs / "final" / "count.txt").read_text().strip() == "6"
 
 
@@ -278,8 +280,8 @@ def test_a_request_through_the_functions_rest_api_runs_it_with_the_body_as_input
     assert (row["object"], row["function"], row["status"]) == (
         "(request)", "api-count", "completed")
     assert row["outputs"] == ["s3://api/output/count.txt"]
-    count = (tmp_path / "s" / "outputs" / "api" / "output" / "count.txt").read_text().split()
-    assert count == ["photo.jpg", "1024"]
+    count = (report.session_dir / "outputs" / "api" / "output" / "count.txt").read_text()
+    assert count.split() == ["photo.jpg", "1024"]
     assert any(line.startswith("requested https://") and "/scar/launch with " in line
                for line in progress), progress
 
@@ -302,4 +304,54 @@ def test_a_script_that_does_not_parse_stops_the_session_before_anything_runs(
         run_local(fdl, [tmp_path / "data.txt"], timeout=None, state_dir=tmp_path / "s",
                   progress=lambda _: None, layer_zip=built.layer, batch_pyz=built.pyz,
                   max_wait=60)
-    assert not (tmp_path / "s" / "lambda" / "logs").exists()
+    assert not list((tmp_path / "s").glob("sessions/*/lambda/logs"))
+
+
+def test_sessions_are_kept_scripts_are_streamed_and_a_failure_shows_its_last_lines(
+        tmp_path: Path, built: Built, capsys: pytest.CaptureFixture[str]) -> None:
+    fdl = write_fdl(tmp_path, """\
+        functions:
+          aws:
+          - lambda:
+              name: tally
+              init_script: tally.sh
+              input: [{storage_provider: s3, path: tally/input}]
+              output: [{storage_provider: s3, path: tally/output}]
+        """, {"tally.sh": 'echo "counting $(basename "$INPUT_FILE_PATH")"\n'
+                          'grep -q bad "$INPUT_FILE_PATH" && { echo "no good: bad data" >&2;'
+                          ' exit 3; }\n'
+                          'wc -c < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename '
+                          '"$INPUT_FILE_PATH").n"\n'})
+    (tmp_path / "in" / "deep").mkdir(parents=True)
+    (tmp_path / "in" / "a.txt").write_text("fine\n")
+    (tmp_path / "in" / "deep" / "b.txt").write_text("also fine\n")
+    (tmp_path / "bad.txt").write_text("bad\n")
+    state = tmp_path / "state"
+    streamed: list[str] = []
+    first = run_local(fdl, [tmp_path / "in"], timeout=None, state_dir=state,
+                      progress=lambda _: None, layer_zip=built.layer, batch_pyz=built.pyz,
+                      max_wait=120, stream=streamed.append)
+    assert first.ok, first.rows
+    assert sorted(r["object"] for r in first.rows) == ["s3://tally/input/a.txt",
+                                                       "s3://tally/input/deep/b.txt"]
+    assert "  tally input/a.txt | counting a.txt" in streamed
+    assert "  tally input/deep/b.txt | counting b.txt" in streamed
+
+    second = run_local(fdl, [tmp_path / "bad.txt"], timeout=None, state_dir=state,
+                       progress=lambda _: None, layer_zip=built.layer, batch_pyz=built.pyz,
+                       max_wait=120)
+    [row] = second.rows
+    assert row["status"] == "failed" and "3" in row["error"]
+    assert row["output_tail"][-2:] == ["counting bad.txt", "no good: bad data"]
+
+    # the first session's outputs and state are still there; status reads the latest
+    assert first.session_dir is not None and second.session_dir is not None
+    assert first.session != second.session
+    assert (first.session_dir / "outputs" / "tally" / "output" / "a.txt.n").is_file()
+    capsys.readouterr()
+    assert main(["--json", "status", "-n", "tally", "--local", str(state)]) == 0
+    latest = json.loads(capsys.readouterr().out)
+    assert main(["--json", "status", "-n", "tally", "--local", str(state),
+                 "--session", first.session]) == 0
+    earlier = json.loads(capsys.readouterr().out)
+    assert len(latest["invocations"]) == 1 and len(earlier["invocations"]) == 2

@@ -525,6 +525,7 @@ class FakeReport:
     rows: list[dict[str, Any]]
     ok: bool
     endpoint: str = "http://127.0.0.1:5555"
+    session: str = "20261201-120000-abcd"
 
 
 @dataclass
@@ -534,10 +535,13 @@ class FakeRunner:
 
     def __call__(self, fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
                  state_dir: Path, progress: Callable[[str], None],
-                 max_wait: float, requests: Sequence[Path] = ()) -> FakeReport:
+                 max_wait: float, requests: Sequence[Path] = (),
+                 stream: Optional[Callable[[str], None]] = None) -> FakeReport:
         self.calls.append({"fdl": fdl, "puts": list(puts), "timeout": timeout,
                            "state_dir": state_dir, "max_wait": max_wait,
                            "requests": list(requests)})
+        if stream is not None:
+            stream("  plants input/daisy.jpg | predicting")
         progress("embedded AWS endpoint: http://127.0.0.1:5555")
         progress("uploaded daisy.jpg")
         return self.report
@@ -554,6 +558,22 @@ def _local_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
     return build_parser().parse_args(
         ["local", "-f", "function.yaml", "--put", str(tmp_path / "daisy.jpg"),
          "--put", str(tmp_path / "rose.jpg"), *extra])
+
+
+def test_local_quiet_shows_no_script_output_and_takes_folders_and_globs(
+        tmp_path: Path) -> None:
+    runner = FakeRunner(FakeReport(rows=ROWS, ok=True))
+    (tmp_path / "dir").mkdir()
+    args = build_parser().parse_args(["local", "-f", "f.yaml", "--quiet", "--put",
+                                      str(tmp_path / "dir"), str(tmp_path / "daisy.jpg"),
+                                      "--put", str(tmp_path / "rose.jpg")])
+    for name in ("daisy.jpg", "rose.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    ctx, out, err = context()
+    assert run_local_command(args, ctx, runner=runner) == 0
+    assert runner.calls[0]["puts"] == [tmp_path / "dir", tmp_path / "daisy.jpg",
+                                       tmp_path / "rose.jpg"]
+    assert "predicting" not in err.getvalue()
 
 
 def test_local_needs_something_to_run() -> None:
@@ -574,13 +594,15 @@ def test_local_runs_the_session_and_prints_progress_then_the_table(tmp_path: Pat
                              "puts": [tmp_path / "daisy.jpg", tmp_path / "rose.jpg"],
                              "timeout": 5.0, "state_dir": Path("st"), "max_wait": 90.0,
                              "requests": [tmp_path / "body.bin"]}]
-    assert err.getvalue() == ("embedded AWS endpoint: http://127.0.0.1:5555\n"
-                              "uploaded daisy.jpg\n")
+    assert err.getvalue() == (
+        "  plants input/daisy.jpg | predicting\n"
+        "embedded AWS endpoint: http://127.0.0.1:5555\nuploaded daisy.jpg\n"
+        "session 20261201-120000-abcd: supervisor status/logs -n NAME --local read it "
+        "(--session 20261201-120000-abcd once there are newer ones)\n")
     header, row = out.getvalue().splitlines()
-    assert header.split("  ")[0] == "OBJECT" and "RAN ON" in header and "JOB STATE" in header
-    assert row.split() == ["s3://plants/input/daisy.jpg", "plants", "lambda-batch", "batch",
-                           "completed", "12.5", "s", "job-1", "SUCCEEDED",
-                           "s3://plants/output/daisy.json"]
+    assert header.split("  ")[0] == "OBJECT" and "RAN ON" in header and "BATCH JOB" in header
+    assert row.split() == ["s3://plants/input/daisy.jpg", "plants", "batch",
+                           "completed", "12.5", "s", "job-1", "s3://plants/output/daisy.json"]
 
 
 def test_local_exits_1_when_an_object_failed_and_prints_json(tmp_path: Path) -> None:
@@ -590,18 +612,20 @@ def test_local_exits_1_when_an_object_failed_and_prints_json(tmp_path: Path) -> 
         run_local_command(_local_args(tmp_path), ctx,
                           runner=FakeRunner(FakeReport(rows=failed, ok=False)))
     assert json.loads(out.getvalue()) == {"endpoint": "http://127.0.0.1:5555", "ok": False,
-                                          "rows": failed}
+                                          "session": "20261201-120000-abcd", "rows": failed}
 
 
 def test_local_shows_why_an_object_failed_under_the_table(tmp_path: Path) -> None:
     failed = [dict(ROWS[0], status="failed", outputs=[], job_state="FAILED",
-                   error="script exited 1\n(see the log)")]
+                   error="script exited 1\n(see the log)",
+                   output_tail=["wc: /nowhere: No such file or directory"])]
     ctx, out, _ = context()
     with pytest.raises(CliError):
         run_local_command(_local_args(tmp_path), ctx,
                           runner=FakeRunner(FakeReport(rows=failed, ok=False)))
-    assert out.getvalue().splitlines()[-1] == (
-        "s3://plants/input/daisy.jpg: script exited 1 (see the log)")
+    assert out.getvalue().splitlines()[-2:] == [
+        "s3://plants/input/daisy.jpg: script exited 1 (see the log)",
+        "  | wc: /nowhere: No such file or directory"]
     ctx, out, _ = context()
     with pytest.raises(CliError):
         run_local_command(_local_args(tmp_path), ctx,
@@ -613,7 +637,7 @@ def test_local_refuses_a_missing_file_before_starting(tmp_path: Path) -> None:
     runner = FakeRunner(FakeReport(rows=[], ok=True))
     args = build_parser().parse_args(["local", "-f", "f.yaml", "--put",
                                       str(tmp_path / "gone.jpg")])
-    with pytest.raises(CliError, match="no such file: .*gone.jpg"):
+    with pytest.raises(CliError, match="no such file or folder: .*gone.jpg"):
         run_local_command(args, context()[0], runner=runner)
     assert runner.calls == []
 

@@ -44,19 +44,30 @@ def test_the_local_result_table_fits_100_columns_with_short_job_ids(
     assert all(len(line) <= 100 for line in lines), "\n".join(lines)
     assert lines[0].split()[:2] == ["OBJECT", "FUNCTION"]
     assert JOB_A[:8] in lines[2] and JOB_A not in lines[2]
-    assert "demo-count" in lines[2] and "SUCCEEDED" in lines[2]
+    assert "demo-count" in lines[2] and "completed" in lines[2]
 
 
-def test_at_80_columns_each_row_of_the_local_result_is_a_block_that_fits(
+def test_at_80_columns_the_local_result_is_still_a_table(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "80")
-    text = report_text(DEMO_ROWS)
-    assert all(len(line) <= 80 for line in text.splitlines()), text
+    lines = report_text(DEMO_ROWS).splitlines()
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    assert lines[0].split()[:3] == ["OBJECT", "FUNCTION", "RAN"] and len(lines) == 4
+    assert JOB_A[:8] in lines[2] and "demo-count" in lines[2]
+
+
+def test_rows_too_wide_for_any_table_become_blocks_that_fit() -> None:
+    rows = [dict(row, outputs=[f"s3://demo/{'x' * 60}/{i}.txt" for i in range(3)])
+            for row in DEMO_ROWS]
+    columns = [("object", "object"), ("function", "function"), ("mode", "mode"),
+               ("ran_on", "ran on"), ("status", "status"), ("job_id", "batch job"),
+               ("job_state", "job state"), ("outputs", "outputs")]
+    text = table(rows, columns, width=40)
+    assert all(len(line) <= 40 for line in text.splitlines()), text
     blocks = text.split("\n\n")
     assert len(blocks) == 3
     assert blocks[1].splitlines()[:2] == ["OBJECT     s3://demo/prepared/sample.txt",
                                           "FUNCTION   demo-count"]
-    assert f"BATCH JOB  {JOB_A}" in blocks[1]  # there is room for the whole id
 
 
 def test_a_wide_terminal_shows_the_whole_table(monkeypatch: pytest.MonkeyPatch) -> None:
