@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 import uuid
@@ -112,19 +113,28 @@ def artifacts(tmp_path: Path) -> list[str]:
     return ["--layer-zip", str(layer), "--pyz", str(pyz)]
 
 
+def example_scar_cfg(folder: Path, role: str, network: dict[str, str]) -> Path:
+    """examples/scar.cfg with this test's role, subnet and group, in ``folder``."""
+    text = ((EXAMPLES / "scar.cfg").read_text()
+            .replace("arn:aws:iam::123456789012:role/supervisor-lambda", role)
+            .replace("subnet-0123456789abcdef0", network["subnet"])
+            .replace("sg-0123456789abcdef0", network["security_group"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "scar.cfg").write_text(text)
+    return folder / "scar.cfg"
+
+
 @pytest.fixture
-def plants(tmp_path: Path, batch_network: dict[str, str], roles: dict[str, str]) -> tuple[Path, str]:
-    """A copy of the plants example with this test's names, subnet, group and role."""
+def plants(tmp_path: Path, batch_network: dict[str, str], roles: dict[str, str],
+           monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A copy of the plants example with this test's names; its account values (role,
+    subnet, group) in a scar.cfg, as SCAR users keep them."""
     suffix = uuid.uuid4().hex[:8]
     name = f"scar-plants-{suffix}"
-    text = (EXAMPLES / "plants" / "function.yaml").read_text()
-    text = (text.replace("scar-plants", name)
-            .replace("arn:aws:iam::123456789012:role/supervisor-lambda", roles["lambda"])
-            .replace("subnet-0123456789abcdef0", batch_network["subnet"])
-            .replace("sg-0123456789abcdef0", batch_network["security_group"])
-            .replace("      compute_resources:\n",
-                     f"      compute_resources:\n        launch_template_name: lt-{suffix}\n",
-                     1))
+    text = (EXAMPLES / "plants" / "function.yaml").read_text().replace("scar-plants", name)
+    assert "arn:aws:iam" not in text and "subnet-" not in text  # no account values in it
+    monkeypatch.setenv("SCAR_CONFIG_FOLDER", str(
+        example_scar_cfg(tmp_path / "scar", roles["lambda"], batch_network).parent))
     fdl = tmp_path / "function.yaml"
     fdl.write_text(text)
     shutil.copy(EXAMPLES / "plants" / "bootstrap-plants.sh", tmp_path)
@@ -169,7 +179,7 @@ def test_deploy_then_rm_leaves_nothing_behind(cli: Cli, plants: tuple[Path, str]
     actions = {o["resource"]: o["action"] for o in removed["outcomes"]}
     assert "kept" not in actions.values()
     assert actions["lambda-function"] == actions["s3-bucket"] == "deleted"
-    _nothing_left(cli.endpoint, name, f"lt-{name.rsplit('-', 1)[1]}")
+    _nothing_left(cli.endpoint, name, f"faas-supervisor-{name}")
 
     code, out, _ = cli("rm", "-f", str(fdl), "--json")  # twice is harmless
     assert code == 0
@@ -191,15 +201,39 @@ def test_deploy_dry_run_makes_no_call_at_all(cli: Cli, plants: tuple[Path, str],
     assert plan["dry_run"] and plan["account_id"] == "<account-id>" and plan["outcomes"] == []
     assert [r["resource"] for r in plan["plan"]][:3] == ["s3-bucket", "lambda-layer",
                                                          "lambda-function"]
-    _nothing_left(cli.endpoint, name, f"lt-{name.rsplit('-', 1)[1]}")
+    _nothing_left(cli.endpoint, name, f"faas-supervisor-{name}")
+
+
+def test_the_mrbayes_example_deploys_as_it_is_with_a_scar_cfg(
+        cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],
+        batch_network: dict[str, str]) -> None:
+    """SCAR's older form as the example writes it; its role from a scar.cfg (--config)."""
+    suffix = uuid.uuid4().hex[:8]
+    text = (EXAMPLES / "mrbayes" / "function.yaml").read_text()
+    assert "arn:aws:iam" not in text
+    fdl = tmp_path / "function.yaml"
+    fdl.write_text(text.replace("scar-mrbayes", f"scar-mrbayes-{suffix}"))
+    shutil.copy(EXAMPLES / "mrbayes" / "run-mrbayes.sh", tmp_path)
+    cfg = example_scar_cfg(tmp_path / "scar", roles["lambda"], batch_network)
+    code, out, err = cli("deploy", "-f", str(fdl), "--config", str(cfg), *artifacts)
+    assert code == 0, err
+    name = f"scar-mrbayes-{suffix}"
+    config = _client("lambda", cli.endpoint).get_function_configuration(FunctionName=name)
+    assert config["Role"] == roles["lambda"]
+    notifications = _client("s3", cli.endpoint).get_bucket_notification_configuration(
+        Bucket=name)["LambdaFunctionConfigurations"]
+    assert [n["Filter"]["Key"]["FilterRules"][0]["Value"] for n in notifications] == [
+        f"{name}/input/"]  # SCAR's per-function folder of a bare input_bucket
+    assert cli("rm", "-f", str(fdl), "--config", str(cfg))[0] == 0
 
 
 def test_deploy_of_a_missing_role_fails_in_one_line_and_creates_nothing(
         cli: Cli, plants: tuple[Path, str], artifacts: list[str]) -> None:
     fdl, name = plants
-    text = fdl.read_text()
-    fdl.write_text(text.replace(text.split("role: ")[1].split("\n")[0],
-                                "arn:aws:iam::123456789012:role/no-such-role"))
+    cfg = Path(os.environ["SCAR_CONFIG_FOLDER"]) / "scar.cfg"
+    settings = json.loads(cfg.read_text())
+    settings["aws"]["iam"]["role"] = "arn:aws:iam::123456789012:role/no-such-role"
+    cfg.write_text(json.dumps(settings))
     code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
     assert code == 1 and out == ""
     [line] = [x for x in err.splitlines() if x.startswith("supervisor:")]

@@ -81,21 +81,23 @@ def artifacts(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def plants(tmp_path: Path, network: dict[str, str]) -> FunctionConfig:
-    """The plants example with this test's own names, subnet, group and role."""
+    """The plants example with this test's own names; the account values (role, subnet,
+    group), a log retention and a launch template of its own from a scar.cfg."""
+    from supervisor.config.scarcfg import read_defaults
+
     suffix = uuid.uuid4().hex[:8]
     text = (EXAMPLES / "plants" / "function.yaml").read_text()
-    text = (text.replace("scar-plants", f"scar-plants-{suffix}")
-            .replace("arn:aws:iam::123456789012:role/supervisor-lambda", network["role"])
-            .replace("subnet-0123456789abcdef0", network["subnet"])
-            .replace("sg-0123456789abcdef0", network["group"]))
-    text = text.replace("    batch:\n", "    cloudwatch:\n      log_retention_policy_in_days: 7\n"
-                                       "    batch:\n", 1)
-    text = text.replace("      compute_resources:\n",
-                        f"      compute_resources:\n        launch_template_name: lt-{suffix}\n",
-                        1)
-    (tmp_path / "function.yaml").write_text(text)
+    (tmp_path / "function.yaml").write_text(text.replace("scar-plants", f"scar-plants-{suffix}"))
     shutil.copy(EXAMPLES / "plants" / "bootstrap-plants.sh", tmp_path)
-    return from_fdl(tmp_path / "function.yaml", check_files=True)[0]
+    cfg = json.loads((EXAMPLES / "scar.cfg").read_text())
+    cfg["aws"]["iam"]["role"] = network["role"]
+    cfg["aws"]["batch"]["compute_resources"].update(
+        subnets=[network["subnet"]], security_group_ids=[network["group"]],
+        launch_template_name=f"lt-{suffix}")
+    cfg["aws"]["cloudwatch"] = {"log_retention_policy_in_days": 7}
+    (tmp_path / "scar.cfg").write_text(json.dumps(cfg))
+    return from_fdl(tmp_path / "function.yaml", check_files=True,
+                    defaults=read_defaults(tmp_path / "scar.cfg"))[0]
 
 
 class Recorder:

@@ -201,6 +201,7 @@ def test_deploy_dry_run_prints_the_plan_and_calls_nothing(capsys: pytest.Capture
     pyz.write_bytes(b"PK\x05\x06" + b"\0" * 18)
     calls = Calls()
     argv = ["deploy", "-f", str(EXAMPLES / "plants" / "function.yaml"), "--dry-run",
+            "--config", str(EXAMPLES / "scar.cfg"),
             "--layer-zip", str(layer), "--pyz", str(pyz), "--region", "eu-west-1"]
     code, out, err = run(capsys, *argv, calls=calls)
     assert code == 0, err

@@ -47,14 +47,22 @@ ACCOUNT = "111122223333"
 REGION = "eu-west-1"
 
 
+def _example(name: str) -> FunctionConfig:
+    """An example as deploy reads it: its account values from examples/scar.cfg."""
+    from supervisor.config.scarcfg import read_defaults
+
+    return from_fdl(EXAMPLES / name / "function.yaml", check_files=True,
+                    defaults=read_defaults(EXAMPLES / "scar.cfg", required=True))[0]
+
+
 @pytest.fixture
 def plants() -> FunctionConfig:
-    return from_fdl(EXAMPLES / "plants" / "function.yaml", check_files=True)[0]
+    return _example("plants")
 
 
 @pytest.fixture
 def mrbayes() -> FunctionConfig:
-    return from_fdl(EXAMPLES / "mrbayes" / "function.yaml", check_files=True)[0]
+    return _example("mrbayes")
 
 
 @pytest.fixture
