@@ -714,27 +714,32 @@ storage_providers:
     assert len(notes) == 3  # vpc, file_system, architectures, deployment, api_gateway: deployed
 
 
+def one_function_fdl(folder: Path, name: str, role: str, lines: str = "", *,
+                     siblings: str = "", script: str = "true\n") -> Path:
+    """``folder/fdl.yaml``: one function in SCAR's list form, its script ``job.sh``
+    (``script``), input ``NAME/input``; ``lines`` go into its ``lambda`` section and
+    ``siblings`` beside it (each line as the section's own keys, unindented)."""
+    def indented(text: str, by: int) -> str:
+        return "".join(" " * by + line + "\n" for line in text.splitlines())
+
+    fdl = folder / "fdl.yaml"
+    fdl.write_text("functions:\n  aws:\n  - lambda:\n"
+                   f"      name: {name}\n      init_script: job.sh\n"
+                   + indented(lines, 6)
+                   + f"      input: [{{storage_provider: s3, path: {name}/input}}]\n"
+                   + indented(siblings, 4) + f'    iam: {{role: "{role}"}}\n')
+    (folder / "job.sh").write_text(script)
+    return fdl
+
+
 def test_vpc_file_system_and_architectures_reach_the_function(
         cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],
         batch_network: dict[str, str]) -> None:
     name = f"scar-vpc-{uuid.uuid4().hex[:8]}"
     access_point = "arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/fsap-0123"
-    fdl = tmp_path / "fdl.yaml"
-    text = f"""\
-functions:
-  aws:
-  - lambda:
-      name: {name}
-      init_script: job.sh
-      architectures: [arm64]
-      vpc:
-        SubnetIds: [{batch_network["subnet"]}]
-        SecurityGroupIds: [{batch_network["security_group"]}]
-      input: [{{storage_provider: s3, path: {name}/input}}]
-    iam: {{role: "{roles["lambda"]}"}}
-"""
-    fdl.write_text(text)
-    (tmp_path / "job.sh").write_text("ls /mnt/efs\n")
+    vpc = (f"architectures: [arm64]\nvpc:\n  SubnetIds: [{batch_network['subnet']}]\n"
+           f"  SecurityGroupIds: [{batch_network['security_group']}]")
+    fdl = one_function_fdl(tmp_path, name, roles["lambda"], vpc, script="ls /mnt/efs\n")
     code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
     assert code == 0, err
     assert ": ignored: " not in err
@@ -749,9 +754,8 @@ functions:
 
     # an EFS mount added later updates the configuration (moto keeps no FileSystemConfigs,
     # so the request is what is checked)
-    fdl.write_text(text.replace(
-        "      input:", f'      file_system: [{{Arn: "{access_point}", '
-                        "LocalMountPath: /mnt/efs}]\n      input:"))
+    one_function_fdl(tmp_path, name, roles["lambda"], vpc + f'\nfile_system: [{{Arn: '
+                     f'"{access_point}", LocalMountPath: /mnt/efs}}]', script="ls /mnt/efs\n")
     before = len(cli.recorder.calls)
     code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
     assert code == 0, err
@@ -763,17 +767,8 @@ functions:
 
 def test_a_script_that_does_not_parse_is_refused_with_the_shells_own_words(
         cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str]) -> None:
-    fdl = tmp_path / "fdl.yaml"
-    fdl.write_text(f"""\
-functions:
-  aws:
-  - lambda:
-      name: broken-{uuid.uuid4().hex[:8]}
-      init_script: job.sh
-      input: [{{storage_provider: s3, path: broken/input}}]
-    iam: {{role: "{roles["lambda"]}"}}
-""")
-    (tmp_path / "job.sh").write_text('if [ -f "$INPUT_FILE_PATH" ]; then\n  wc -c\n')
+    fdl = one_function_fdl(tmp_path, f"broken-{uuid.uuid4().hex[:8]}", roles["lambda"],
+                           script='if [ -f "$INPUT_FILE_PATH" ]; then\n  wc -c\n')
     for extra in (["--dry-run"], []):
         code, out, err = cli("deploy", "-f", str(fdl), *artifacts, *extra)
         assert code == 1, err
@@ -787,18 +782,8 @@ def test_deployment_bucket_carries_the_package_as_scar_sends_it(
         cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],
         s3: Any) -> None:
     name = f"scar-code-{uuid.uuid4().hex[:8]}"
-    fdl = tmp_path / "fdl.yaml"
-    fdl.write_text(f"""\
-functions:
-  aws:
-  - lambda:
-      name: {name}
-      init_script: job.sh
-      deployment: {{bucket: {name}-code, max_payload_size: 52428800}}
-      input: [{{storage_provider: s3, path: {name}/input}}]
-    iam: {{role: "{roles["lambda"]}"}}
-""")
-    (tmp_path / "job.sh").write_text("true\n")
+    fdl = one_function_fdl(tmp_path, name, roles["lambda"],
+                           f"deployment: {{bucket: {name}-code, max_payload_size: 52428800}}")
     code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
     assert code == 0, err
     assert f"{name}.deployment.max_payload_size: ignored: " in err
@@ -823,19 +808,10 @@ functions:
 def test_api_gateway_makes_scars_rest_api_in_front_of_the_function(
         cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str]) -> None:
     name = f"scar-api-{uuid.uuid4().hex[:8]}"
-    fdl = tmp_path / "fdl.yaml"
-    fdl.write_text(f"""\
-functions:
-  aws:
-  - lambda:
-      name: {name}
-      init_script: job.sh
-      input: [{{storage_provider: s3, path: {name}/input}}]
-      output: [{{storage_provider: s3, path: {name}/output}}]
-    api_gateway: {{name: {name}-api}}
-    iam: {{role: "{roles["lambda"]}"}}
-""")
-    (tmp_path / "job.sh").write_text('wc -c "$INPUT_FILE_PATH"\n')
+    fdl = one_function_fdl(tmp_path, name, roles["lambda"],
+                           f"output: [{{storage_provider: s3, path: {name}/output}}]",
+                           siblings=f"api_gateway: {{name: {name}-api}}",
+                           script='wc -c "$INPUT_FILE_PATH"\n')
     code, out, err = cli("deploy", "-f", str(fdl), *artifacts)
     assert code == 0, err
     apigw = _client("apigateway", cli.endpoint)
@@ -897,19 +873,8 @@ functions:
 def test_bad_vpc_file_system_or_architectures_are_one_line_before_anything_is_made(
         cli: Cli, artifacts: list[str], tmp_path: Path, roles: dict[str, str],
         lines: str, problem: str) -> None:
-    name = f"scar-bad-{uuid.uuid4().hex[:8]}"
-    fdl = tmp_path / "fdl.yaml"
-    fdl.write_text(f"""\
-functions:
-  aws:
-  - lambda:
-      name: {name}
-      init_script: job.sh
-      {lines}
-      input: [{{storage_provider: s3, path: {name}/input}}]
-    iam: {{role: "{roles["lambda"]}"}}
-""")
-    (tmp_path / "job.sh").write_text("true\n")
+    fdl = one_function_fdl(tmp_path, f"scar-bad-{uuid.uuid4().hex[:8]}", roles["lambda"],
+                           lines.replace("\n      ", "\n"))
     udocker = tmp_path / "udocker-layer.zip"
     udocker.write_bytes(b"PK\x05\x06" + b"\0" * 18)
     code, out, err = cli("deploy", "-f", str(fdl), *artifacts, "--udocker-layer-zip",
