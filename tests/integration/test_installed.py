@@ -196,3 +196,60 @@ def test_a_missing_artefact_given_by_option_is_one_line(installed: Installed,
     assert ran.code == 1 and ran.err.count("\n") == 1, ran.err
     assert "nope.zip" in ran.err
     assert os.sep + "build.sh" not in ran.err
+
+
+def test_init_local_status_logs_and_a_failing_script_from_the_installed_package(
+        installed: Installed, tmp_path: Path) -> None:
+    """Zero to a function that ran, as a pip user: init, local, status, logs; then a
+    script that fails and one that does not parse, each showing what the shell said."""
+    work = tmp_path / "fresh"
+    work.mkdir()
+    assert run(installed, work, "init", "hello").code == 0
+    (work / "notes.txt").write_text("one two\nthree\n")
+    ran = run(installed, work, "local", "-f", "hello.yaml", "--put", "notes.txt")
+    assert ran.code == 0, ran.err
+    assert "hello input/notes.txt | counting notes.txt on lambda" in ran.err  # streamed
+    status = run(installed, work, "status", "-n", "hello", "--local")
+    assert status.code == 0 and "succeeded  " in status.out, status.out + status.err
+    logs = run(installed, work, "logs", "-n", "hello", "--local")
+    assert logs.code == 0 and "script  wrote notes.txt.count" in logs.out, logs.out
+
+    (work / "hello.sh").write_text('echo "cannot read $INPUT_FILE_PATH: no such table" >&2\n'
+                                   "exit 3\n")
+    failed = run(installed, work, "local", "-f", "hello.yaml", "--put", "notes.txt")
+    assert failed.code == 1
+    assert "script exited with code 3" in failed.out
+    assert failed.out.rstrip().splitlines()[-1].endswith(": no such table")  # its stderr
+
+    (work / "hello.sh").write_text("while true; do\n  echo x\n")
+    broken = run(installed, work, "local", "-f", "hello.yaml", "--put", "notes.txt")
+    assert broken.code == 1
+    [line] = [x for x in broken.err.splitlines() if x.startswith("supervisor: ")]
+    assert "hello.sh does not parse as a shell script: hello.sh: 3: " in line
+
+
+def test_deploy_put_get_ls_and_rm_on_moto_from_the_installed_package(
+        installed: Installed, tmp_path: Path, aws_env: dict[str, str]) -> None:
+    import boto3
+
+    work = tmp_path / "deploying"
+    work.mkdir()
+    assert run(installed, work, "init", "hello-aws").code == 0
+    boto3.client("iam").create_role(
+        RoleName="hello-aws-lambda", AssumeRolePolicyDocument='{"Version": "2012-10-17", '
+        '"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, '
+        '"Action": "sts:AssumeRole"}]}')
+    on_moto = Installed(installed.venv, {**installed.env, **aws_env, "AWS_REGION": "us-east-1"},
+                        installed.cache)
+    deployed = run(on_moto, work, "deploy", "-f", "hello-aws.yaml")
+    assert deployed.code == 0, deployed.err
+    listed = run(on_moto, work, "ls")
+    assert listed.code == 0 and "hello-aws" in listed.out, listed.out + listed.err
+    (work / "notes.txt").write_text("some notes\n")
+    assert run(on_moto, work, "put", "-b", "hello-aws/input", "notes.txt").code == 0
+    got = run(on_moto, work, "get", "-b", "hello-aws/input", "-p", "back")
+    assert got.code == 0, got.err
+    assert (work / "back" / "notes.txt").read_text() == "some notes\n"
+    removed = run(on_moto, work, "rm", "-f", "hello-aws.yaml")
+    assert removed.code == 0, removed.err
+    assert "hello-aws" not in run(on_moto, work, "ls").out
