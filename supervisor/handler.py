@@ -34,6 +34,7 @@ from .watchdog import Deadline
 
 if TYPE_CHECKING:
     from .delegate import Delegator
+    from .history import RunHistory
 
 __all__ = ["lambda_handler", "handle", "WORK_DIR_ENV"]
 
@@ -41,6 +42,8 @@ WORK_DIR_ENV = "SUPERVISOR_WORK_DIR"
 SERVICE = "supervisor"
 # The hand-off itself must finish before Lambda kills the invocation.
 HANDOFF_MARGIN_S = 1.0
+# Writing the run history (after the response is built) leaves this much to return it.
+HISTORY_MARGIN_S = 0.1
 
 script_log = logging.getLogger("supervisor.script")
 
@@ -111,6 +114,7 @@ def handle(event: Mapping[str, Any], context: Any, *, environ: Mapping[str, str]
         for result in results:
             metrics.record(result)
         response = build_response(results, headers=headers)
+        run.record_history()
         logger.info("invocation done", extra={"status_code": response["statusCode"],
                                               "records": len(results)})
         return response
@@ -148,6 +152,15 @@ class _Invocation:
         self._handoff_deadline = handoff_deadline
         self._context = context if remaining_ms is not None else None
         self._delegator: Optional[Delegator] = None
+        self._history: Optional[RunHistory] = None
+        if config.history.table and config.execution_mode == "lambda-batch" \
+                and remaining_ms is not None:
+            from .history import RunHistory  # imported only when history is configured
+
+            self._history = RunHistory.of(
+                config, script=script, memory=_memory(context, config), clients=clients,
+                budget=self.deadline, clock=clock,
+                write_by=Deadline.from_remaining_ms(remaining_ms, HISTORY_MARGIN_S, clock))
 
     def process(self, obj: Optional[InputObject], *, direct: Optional[DirectInvocation] = None,
                 event_json: str = "{}") -> RecordResult:
@@ -183,18 +196,26 @@ class _Invocation:
             free_bytes=shutil.disk_usage(self.work_base).free,
             budget=self.deadline.remaining(self.clock),
             threshold=float(self.config.container.timeout_threshold))
+        if reason is None and obj is not None and self._history is not None:
+            reason = self._history.reason_to_delegate(obj)
         try:
             if reason is not None and obj is not None:
                 return self._delegate(obj, reason, start)
             try:
-                return run_job(Job(obj=obj, config=self.config, script=self.script,
-                                   request_id=self.request_id, execution_service="lambda",
-                                   deadline=self.deadline, container=self.container,
-                                   grace=self.grace, direct=direct, event_json=event_json),
-                               clients=self.clients, base_env=self.environ,
-                               work_base=self.work_base, on_line=_log_script_line,
-                               clock=self.clock)
+                result = run_job(Job(obj=obj, config=self.config, script=self.script,
+                                     request_id=self.request_id, execution_service="lambda",
+                                     deadline=self.deadline, container=self.container,
+                                     grace=self.grace, direct=direct, event_json=event_json),
+                                 clients=self.clients, base_env=self.environ,
+                                 work_base=self.work_base, on_line=_log_script_line,
+                                 clock=self.clock)
+                if self._history is not None and obj is not None:
+                    self._history.note(obj, result.duration, "completed"
+                                       if result.status == "completed" else "failed")
+                return result
             except ScriptTimeout as exc:
+                if self._history is not None and obj is not None:
+                    self._history.note(obj, self.clock() - start, "timed_out")
                 if mode == "lambda-batch" and obj is not None:
                     _logger().warning("time budget exceeded, handing off",
                                       extra={"error": str(exc)})
@@ -209,6 +230,11 @@ class _Invocation:
             assert obj is not None
             return records.skipped(obj, str(exc))
 
+    def record_history(self) -> None:
+        """Write the runs of this invocation to the run history (when it is kept)."""
+        if self._history is not None:
+            self._history.flush()
+
     def _delegate(self, obj: InputObject, reason: str, start: float) -> RecordResult:
         if self._delegator is None:  # imported on first use: lambda mode never pays for it
             from .delegate import Delegator
@@ -221,6 +247,15 @@ class _Invocation:
         return RecordResult(bucket=obj.bucket, key=obj.key, status="delegated",
                             duration=self.clock() - start, job_id=done.job_id, reason=reason,
                             extra={"handoff": done.handoff_uri, "duplicate": done.duplicate})
+
+
+def _memory(context: Any, config: FunctionConfig) -> int:
+    """The function's memory size in MB: the context's, else the configuration's."""
+    memory = getattr(context, "memory_limit_in_mb", None)
+    try:
+        return int(memory) if memory is not None else config.memory
+    except (TypeError, ValueError):
+        return config.memory
 
 
 def _remaining_ms(context: Any) -> Optional[int]:
