@@ -4,8 +4,9 @@ On AWS: ``GetFunction`` (state, runtime, memory, timeout), the invocations
 of the newest streams of ``/aws/lambda/NAME`` (their ``REPORT`` lines), and
 ``ListJobs`` on the function's job queue for every Batch state (counts and
 the latest jobs). The queue is the FDL's (``-f``), else ``--queue``, else
-named like the function. With ``--local [DIR]``: the same from a local
-session's state file, read-only.
+named like the function. With a run-history table (``--history-table``, or the FDL's
+``history.table``), what history learned (:mod:`.history_status`). With ``--local
+[DIR]``: the same from a local session's state file, read-only.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from .batchjobs import JOB_STATES, list_jobs
 from .cloudwatch import invocations, lambda_log_group, read_stream, recent_streams
 from .context import Context
 from .errors import CliError, error_code
+from .history_status import add_arguments as add_history_arguments
+from .history_status import history_text, history_view
 from .localstate import (
     DEFAULT_STATE_DIR,
     function_invocations,
@@ -42,6 +45,7 @@ EXAMPLES = """
   supervisor status -n scar-plants             # invocations and Batch jobs by state
   supervisor status -n scar-plants -f scar-plants.yaml   # the FDL's queue and mode
   supervisor status -n scar-plants --queue my-queue --limit 20 --json
+  supervisor status -n scar-plants --history-table supervisor-history   # wasted Lambda s
   supervisor status -n scar-plants --local     # the session of supervisor local
   supervisor status -n scar-plants --local /tmp/session
 """
@@ -81,6 +85,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", metavar="ID",
                         help="with --local: that session (its id as supervisor local printed "
                              "it, or its start) instead of the latest")
+    add_history_arguments(parser)
 
 
 def _function(lam: Any, name: str) -> Optional[dict[str, Any]]:
@@ -210,6 +215,8 @@ def status_text(view: Mapping[str, Any]) -> str:
                 rows = [dict(j, created_text=when(j.get("created"), millis=True))
                         for j in jobs["latest"]]
                 blocks.append(f"latest jobs:\n{table(rows, JOB_COLUMNS)}")
+    if view.get("history") is not None:
+        blocks.append(history_text(view["history"]))
     return "\n\n".join(blocks)
 
 
@@ -225,15 +232,19 @@ def run_status(args: argparse.Namespace, ctx: Context) -> int:
     """Show the status, on AWS or (``--local``) of a local session."""
     if args.limit < 1:
         raise CliError("--limit must be at least 1")
-    queue, mode = args.queue, None
+    queue, mode, history_table = args.queue, None, args.history_table
     if args.file is not None:
         [config] = from_fdl(args.file, args.name, check_files=False)
         queue, mode = queue or config.job_queue_name, config.execution_mode
+        history_table = history_table or config.history.table
     queue = queue or args.name
     if args.local is not None:
         state = session_dir(args.local, args.session)
         view = local_status(read_state(state), args.name, queue, state)
     else:
         view = aws_status(ctx, args.name, queue, mode, args.limit)
+        if history_table:
+            view["history"] = history_view(ctx.clients.client("dynamodb"), history_table,
+                                           args.name)
     ctx.emit(view, lambda: status_text(view))
     return 0

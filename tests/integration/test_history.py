@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from conftest import make_batch_queue
 
 from supervisor.aws import ClientFactory
+from supervisor.cli import main
 from supervisor.handler import handle
 from supervisor.history import HistoryKey, HistoryStore, Observation, history_id
 from supervisor.history.bands import size_band
@@ -309,3 +310,40 @@ def test_without_a_history_table_nothing_is_read_or_written(fn: HistoryFunction)
 
     assert record["status"] == "delegated" and not clients.asked
 
+
+def test_status_shows_the_wasted_lambda_seconds_and_what_was_learned(
+        fn: HistoryFunction, aws_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    config = fn.config()
+    fn.invoke("long-1.dat", LONG, config)
+    fn.invoke("long-2.dat", LONG, config)  # delegated at once: no Lambda run to count
+    fn.invoke("short.dat", SHORT, config)
+    args = ["status", "-n", fn.name, "--history-table", fn.table,
+            "--endpoint-url", aws_env["AWS_ENDPOINT_URL"], "--region", "us-east-1"]
+    capsys.readouterr()
+
+    assert main([*args, "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)["history"]
+    (item,) = view["items"]
+    assert (view["runs"], item["runs"]) == (2, 2)
+    assert 1.0 < view["wasted_s"] < 2.5 and view["wasted_s"] < view["lambda_s"]
+    bands = {band["band"]: band for band in item["bands"]}
+    long_band, short_band = bands[size_band(len(LONG))], bands[size_band(len(SHORT))]
+    assert (long_band["timed_out"], long_band["completed"]) == (1, 0)
+    assert 1.0 < long_band["timed_out_after_s"] <= view["wasted_s"]
+    assert (short_band["completed"], short_band["typical_s"] < 1.0) == (1, True)
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"run history in {fn.table}: 2 Lambda runs" in out
+    assert "wasted on records that timed out and ended on Batch" in out
+    assert "~3.9 KB" in out and "≥ 1." in out
+
+
+def test_status_of_a_missing_history_table_says_so(
+        fn: HistoryFunction, aws_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    capsys.readouterr()
+    assert main(["status", "-n", fn.name, "--history-table", "no-such-table",
+                 "--endpoint-url", aws_env["AWS_ENDPOINT_URL"], "--region", "us-east-1"]) == 0
+    assert "no run-history table no-such-table" in capsys.readouterr().out
