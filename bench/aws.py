@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -30,8 +30,10 @@ class Fixture:
                                       aws_secret_access_key="bench")
         self.s3 = boto3.client("s3", **kwargs)
         self.batch = boto3.client("batch", **kwargs)
+        self.dynamodb = boto3.client("dynamodb", **kwargs)
         self._ec2 = boto3.client("ec2", **kwargs)
         self._iam = boto3.client("iam", **kwargs)
+        self._network: Optional[dict[str, str]] = None
         self.bucket = f"bench-{uuid.uuid4().hex[:10]}"
         self.s3.create_bucket(Bucket=self.bucket)
 
@@ -79,7 +81,13 @@ class Fixture:
             self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})
 
     def batch_network(self) -> dict[str, str]:
-        """A subnet, a security group and the IAM roles a compute environment needs."""
+        """A subnet, a security group and the IAM roles a compute environment needs (made
+        once: the roles have fixed names)."""
+        if self._network is None:
+            self._network = self._make_network()
+        return dict(self._network)
+
+    def _make_network(self) -> dict[str, str]:
         vpc = self._ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnet = self._ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
         group = self._ec2.create_security_group(GroupName="bench", Description="bench",
@@ -115,6 +123,13 @@ class Fixture:
             containerProperties={"image": "busybox", "command": ["supervisor-batch"],
                                  "resourceRequirements": [{"type": "VCPU", "value": "1"},
                                                           {"type": "MEMORY", "value": "1024"}]})
+
+    def history_table(self, name: str) -> None:
+        """A DynamoDB table as ``history.table`` wants it: string partition key ``id``."""
+        self.dynamodb.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
 
     def job_exists(self, job_id: str) -> bool:
         """Whether Batch knows the job (SubmitJob really happened)."""

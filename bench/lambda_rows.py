@@ -29,7 +29,7 @@ HANDOFF_THRESHOLD_S = 1
 
 
 def run_child(session: Session, contender: Contender, label: str, spec: dict[str, Any],
-               extra_env: dict[str, str]) -> dict[str, Any]:
+               extra_env: dict[str, str], timeout: float = 600) -> dict[str, Any]:
     log = session.log_path(f"{label}-{contender.name}")
     spec_path, out_path = log.with_suffix(".spec.json"), log.with_suffix(".out.json")
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -37,7 +37,7 @@ def run_child(session: Session, contender: Contender, label: str, spec: dict[str
     with open(log, "wb") as sink:
         done = subprocess.run(contender.lambda_argv(spec_path, out_path), env=env,
                               cwd=session.work, stdin=subprocess.DEVNULL, stdout=sink,
-                              stderr=subprocess.STDOUT, timeout=600)
+                              stderr=subprocess.STDOUT, timeout=timeout)
     if done.returncode != 0 or not out_path.exists():
         tail = log.read_bytes()[-1500:].decode("utf-8", "replace")
         raise RunFailed(f"lambda child exited with {done.returncode}: ...{tail}")
@@ -139,9 +139,9 @@ class HandoffSetup:
     udocker_dir: Path
 
     @classmethod
-    def create(cls, session: Session) -> "HandoffSetup":
-        """Make the queue, job definition and compute environment in moto; write the stub."""
-        name = "bench-handoff"
+    def create(cls, session: Session, name: str = "bench-handoff") -> "HandoffSetup":
+        """Make the queue, job definition and compute environment ``name`` in moto; write
+        the stub."""
         network = session.fixture.batch_network()
         session.fixture.batch_queue(network, name)
         stub = session.work / "udocker-stub.sh"

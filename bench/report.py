@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from . import replay_report
 from .results import Results, median
 
 __all__ = ["ROWS", "Row", "table_rows", "markdown_table", "write_doc", "write_chart"]
@@ -184,7 +185,8 @@ def write_doc(results: Results, path: Path, chart: Optional[Path], results_file:
         commit=_commit_text(results),
         pull_rounds=meta.get("pull_rounds", "?"),
         failures="\n".join(failures) if failures else "None: every run produced its outputs.")
-    path.write_text(text, encoding="utf-8")
+    kept = replay_report.kept_section(path.read_text(encoding="utf-8")) if path.exists() else None
+    path.write_text(replay_report.splice(text, kept) if kept else text, encoding="utf-8")
 
 
 def _requests_text(requests: list[dict[str, int]], blobs: int) -> str:

@@ -10,7 +10,9 @@ regenerates ``docs/BENCHMARKS.md`` and ``docs/benchmarks.png``.
 
 Groups (``--only``): batch (the two small Batch-style rows), lambda (cold import, cold
 start, warm invocation), handoff, big (the big-object rows), container (warm invocation
-in a pulled image vs on the host, cold pull vs a plain client).
+in a pulled image vs on the host, cold pull vs a plain client), replay (run history: a
+replayed workload under four policies, about 10 minutes; only with ``--only``, and its
+``--doc`` rewrites only its own section of the doc, which a full run keeps as it is).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import batch_rows, container_rows, lambda_rows, report
+from . import batch_rows, container_rows, lambda_rows, replay_report, replay_rows, report
 from .aws import Fixture
 from .contenders import ROOT, Contender, make_contenders
 from .moto_proc import MotoServer
@@ -41,8 +43,10 @@ LAYER_ZIP = ROOT / "dist" / "supervisor-layer.zip"
 RESULTS_DIR = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 CHART = ROOT / "docs" / "benchmarks.png"
-GROUPS = ("batch", "lambda", "handoff", "big", "container")
-_PEER_GROUPS = ("batch", "lambda", "handoff", "big")
+REPLAY_CHART = ROOT / "docs" / "benchmarks-replay.png"
+GROUPS = ("batch", "lambda", "handoff", "big", "container", "replay")
+_DEFAULT_GROUPS = ("batch", "lambda", "handoff", "big", "container")
+_PEER_GROUPS = ("batch", "lambda", "handoff", "big", "replay")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,9 +64,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="warm invocations per Lambda process (default 10)")
     parser.add_argument("--pull-rounds", type=int, default=15,
                         help="measured rounds of the cold-pull row (default 15)")
+    parser.add_argument("--replay-objects", type=int, default=200,
+                        help="objects of the replayed workload (default 200)")
+    parser.add_argument("--replay-seed", type=int, default=1,
+                        help="the replayed workload's seed (default 1)")
     parser.add_argument("--only", nargs="+", choices=GROUPS, metavar="GROUP",
                         help=f"run only these groups ({', '.join(GROUPS)}); the doc is then "
-                             "left alone unless --doc")
+                             "left alone unless --doc (replay alone: only its section)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1 round, no warm-up, 20 MiB; the doc is left alone")
     parser.add_argument("--doc", action=argparse.BooleanOptionalAction, default=None,
@@ -131,12 +139,13 @@ def _revision() -> str:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, int]:
+    replay = {"replay_objects": args.replay_objects, "replay_seed": args.replay_seed}
     if args.quick:
         return {"rounds": 1, "big_rounds": 1, "warmups": 0, "big_mib": 20,
-                "warm_invocations": 3, "pull_rounds": 1}
+                "warm_invocations": 3, "pull_rounds": 1, **replay}
     return {"rounds": args.rounds, "big_rounds": args.big_rounds, "warmups": args.warmups,
             "big_mib": args.big_mib, "warm_invocations": args.warm_invocations,
-            "pull_rounds": args.pull_rounds}
+            "pull_rounds": args.pull_rounds, **replay}
 
 
 def _container(session: Session, settings: dict[str, int]) -> None:
@@ -184,6 +193,10 @@ def _measure(session: Session, settings: dict[str, int], groups: Sequence[str]) 
         _container(session, settings)
     if "big" in groups:
         _big(session, settings)
+    if "replay" in groups:
+        _say("== run history: a replayed workload under four policies")
+        replay_rows.run_replay(session, count=settings["replay_objects"],
+                               seed=settings["replay_seed"])
 
 
 def _big(session: Session, settings: dict[str, int]) -> None:
@@ -202,6 +215,15 @@ def _big(session: Session, settings: dict[str, int]) -> None:
 
 
 def _publish(results: Results, results_file: Path, write: bool) -> None:
+    shown = results_file.relative_to(ROOT) if results_file.is_relative_to(ROOT) else results_file
+    if results.meta.get("groups") == ["replay"]:
+        print(replay_report.section(results, shown, None))
+        if write:
+            chart = REPLAY_CHART if replay_report.write_chart(results, REPLAY_CHART) else None
+            replay_report.write_section(results, DOC, chart, shown)
+            _say(f"wrote the run-history section of {DOC.relative_to(ROOT)}; raw results: "
+                 f"{results_file}")
+        return
     print(report.markdown_table(results))
     if not write:
         _say(f"raw results: {results_file} (doc left alone)")
@@ -222,7 +244,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _publish(Results.load(args.report), args.report, write=args.doc is not False)
         return 0
     settings = _settings(args)
-    groups = tuple(g for g in GROUPS if g in (args.only or GROUPS))
+    groups = tuple(g for g in GROUPS if g in (args.only or _DEFAULT_GROUPS))
     write_doc = args.doc if args.doc is not None else not (args.quick or args.only)
     contenders = make_contenders(args.peer_python,
                                  need_peer=any(g in _PEER_GROUPS for g in groups))
