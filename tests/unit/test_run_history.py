@@ -229,12 +229,9 @@ def test_the_handler_imports_nothing_of_history() -> None:
 
 # ------------------------------------------------------------------ one invocation
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+def clock() -> float:
+    """A clock that stands still: the deadlines below are as long as they were made."""
+    return 1000.0
 
 
 class FakeDynamoDB:
@@ -259,7 +256,7 @@ class FakeDynamoDB:
         return Client()
 
 
-def invocation(fake: FakeDynamoDB, clock: FakeClock, *, budget: float = 20.0,
+def invocation(fake: FakeDynamoDB, *, budget: float = 20.0,
                write_left: float = 25.0, explore: float = 0.0) -> RunHistory:
     settings = HistoryConfig(table="history-table", explore_fraction=explore)
     return RunHistory(settings, HistoryKey("f", "echo"), client=fake.client,
@@ -272,16 +269,16 @@ def input_object(size: int, key: str = "in/a.dat") -> InputObject:
 
 
 def test_one_read_an_invocation_with_a_client_timeout_from_the_budget() -> None:
-    fake, clock = FakeDynamoDB(), FakeClock()
-    run = invocation(fake, clock, budget=12.0)
+    fake = FakeDynamoDB()
+    run = invocation(fake, budget=12.0)
     assert run.reason_to_delegate(input_object(8 * MB)) is None
     assert run.reason_to_delegate(input_object(8 * MB, "in/b.dat")) is None
     assert [(name, round(seconds, 6)) for name, seconds, _ in fake.calls] == [("get_item", 0.6)]
 
 
 def test_a_failed_read_is_no_history_and_the_runs_are_still_written() -> None:
-    fake, clock = FakeDynamoDB(fail="ProvisionedThroughputExceededException"), FakeClock()
-    run = invocation(fake, clock)
+    fake = FakeDynamoDB(fail="ProvisionedThroughputExceededException")
+    run = invocation(fake)
     assert run.reason_to_delegate(input_object(8 * MB)) is None
     run.note(input_object(8 * MB), 20.5, "timed_out")
     run.flush()  # fails too: logged, not raised
@@ -289,8 +286,8 @@ def test_a_failed_read_is_no_history_and_the_runs_are_still_written() -> None:
 
 
 def test_runs_of_the_invocation_count_for_its_next_records_and_are_written_once() -> None:
-    fake, clock = FakeDynamoDB(), FakeClock()
-    run = invocation(fake, clock)
+    fake = FakeDynamoDB()
+    run = invocation(fake)
     assert run.reason_to_delegate(input_object(8 * MB)) is None
     run.note(input_object(8 * MB), 20.1, "timed_out")
     assert run.reason_to_delegate(input_object(8 * MB, "in/b.dat")) is not None
@@ -306,25 +303,24 @@ def test_runs_of_the_invocation_count_for_its_next_records_and_are_written_once(
 
 def test_a_stored_history_decides_and_exploration_is_fixed_per_object() -> None:
     item = {f"s{size_band(8 * MB)}t{duration_bucket(20.0)}": {"N": "2"}, "runs": {"N": "2"}}
-    clock = FakeClock()
-    assert invocation(FakeDynamoDB(item), clock).reason_to_delegate(input_object(8 * MB))
-    explored = invocation(FakeDynamoDB(item), clock, explore=1.0)
+    assert invocation(FakeDynamoDB(item)).reason_to_delegate(input_object(8 * MB))
+    explored = invocation(FakeDynamoDB(item), explore=1.0)
     assert explored.reason_to_delegate(input_object(8 * MB)) is None
 
 
 def test_no_write_without_the_time_for_its_client_timeout() -> None:
-    fake, clock = FakeDynamoDB(), FakeClock()
-    run = invocation(fake, clock, write_left=0.4)
+    fake = FakeDynamoDB()
+    run = invocation(fake, write_left=0.4)
     run.note(input_object(1000), 0.5, "completed")
     run.flush()
     assert fake.calls == []
-    hurried = invocation(fake, clock, write_left=0.6)
+    hurried = invocation(fake, write_left=0.6)
     hurried.note(input_object(1000), 0.5, "completed")
     hurried.flush()
     assert [(name, round(seconds, 6)) for name, seconds, _ in fake.calls] == [("update_item", 0.3)]
 
 
 def test_a_budget_under_a_second_reads_nothing() -> None:
-    fake, clock = FakeDynamoDB(), FakeClock()
-    assert invocation(fake, clock, budget=0.5).reason_to_delegate(input_object(8 * MB)) is None
+    fake = FakeDynamoDB()
+    assert invocation(fake, budget=0.5).reason_to_delegate(input_object(8 * MB)) is None
     assert fake.calls == []
