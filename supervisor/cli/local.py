@@ -18,6 +18,7 @@ from .context import Context
 from .errors import CliError
 from .localstate import DEFAULT_STATE_DIR
 from .output import Column, seconds, table
+from .progress import ProgressBar
 
 __all__ = ["register", "run_local_command", "LocalReportLike", "LocalRunner", "report_text",
            "REPORT_COLUMNS", "session_runner"]
@@ -29,6 +30,7 @@ EXAMPLES = """
   supervisor local -f darknet.yaml --request ./dog.jpg   # through its REST API
   supervisor status -n scar-plants --local     # afterwards: what the session recorded
 """
+BAR_BYTES = 4 * 1024 * 1024  # an upload this big gets a progress bar on a terminal
 REPORT_COLUMNS: tuple[Column, ...] = (
     ("object", "object"), ("function", "function"), ("ran_on", "ran on"),
     ("status", "status"), ("duration_text", "duration"), ("job_id", "batch job"),
@@ -58,7 +60,9 @@ class LocalRunner(Protocol):
     def __call__(self, fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
                  state_dir: Path, progress: Callable[[str], None],
                  max_wait: float, requests: Sequence[Path] = (),
-                 stream: Optional[Callable[[str], None]] = None) -> LocalReportLike: ...
+                 stream: Optional[Callable[[str], None]] = None,
+                 bars: Optional[Callable[[str, int], ProgressBar]] = None
+                 ) -> LocalReportLike: ...
 
 
 def session_runner(layer_zip: Optional[Path] = None, batch_pyz: Optional[Path] = None,
@@ -68,13 +72,14 @@ def session_runner(layer_zip: Optional[Path] = None, batch_pyz: Optional[Path] =
     def run(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], state_dir: Path,
             progress: Callable[[str], None], max_wait: float,
             requests: Sequence[Path] = (),
-            stream: Optional[Callable[[str], None]] = None) -> LocalReportLike:
+            stream: Optional[Callable[[str], None]] = None,
+            bars: Optional[Callable[[str, int], ProgressBar]] = None) -> LocalReportLike:
         from ..local.session import run_local
 
         return run_local(fdl, puts, timeout=timeout, state_dir=state_dir, progress=progress,
                          max_wait=max_wait, requests=requests, layer_zip=layer_zip,
                          batch_pyz=batch_pyz, udocker_layer_zip=udocker_layer_zip,
-                         stream=stream)
+                         stream=stream, bars=bars)
 
     return run
 
@@ -147,7 +152,9 @@ def run_local_command(args: argparse.Namespace, ctx: Context, *,
     report = runner(args.file, list(args.put), timeout=args.timeout,
                     state_dir=args.state_dir, progress=ctx.note, max_wait=args.max_wait,
                     requests=list(args.request),
-                    stream=None if args.quiet or ctx.json else ctx.note)
+                    stream=None if args.quiet or ctx.json else ctx.note,
+                    bars=lambda key, size: ProgressBar(
+                        ctx.stderr, key, size, enabled=ctx.interactive and size >= BAR_BYTES))
     rows = list(report.rows)
     ctx.emit({"endpoint": report.endpoint, "ok": report.ok, "session": report.session,
               "rows": rows}, lambda: report_text(rows))

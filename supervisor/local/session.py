@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from ..aws import ClientFactory
 from ..config import FunctionConfig, from_fdl
@@ -43,6 +43,18 @@ from .tail import TAIL_LINES, ScriptTail
 __all__ = ["LocalCloud", "LocalReport", "run_local", "entry_functions"]
 
 Progress = Callable[[str], None]
+
+
+class Bar(Protocol):
+    """A transfer's progress: called with each chunk's bytes, then ``done``."""
+
+    def __call__(self, bytes_amount: int) -> None: ...  # noqa: E704
+
+    def done(self) -> None: ...  # noqa: E704
+
+
+#: Makes the bar of one upload (its label and size in bytes).
+Bars = Callable[[str, int], Bar]
 
 
 @dataclass(frozen=True)
@@ -156,14 +168,18 @@ class LocalCloud:
         self.source.refresh()
 
     def upload(self, path: Path, function: Optional[str] = None,
-               name: Optional[str] = None) -> str:
+               name: Optional[str] = None, bars: Optional[Bars] = None) -> str:
         """Put ``path`` under the first input path of ``function`` (default: the
-        workflow's entry), as ``name`` (default its own); returns the S3 URI."""
+        workflow's entry), as ``name`` (default its own), drawing a bar from ``bars``;
+        returns the S3 URI."""
         config = self.local[function] if function else \
             self.local[entry_functions(self.configs)[0].name]
         target = config.input[0]
         key = f"{target.key_prefix}/{name or path.name}".lstrip("/")
-        self.clients.s3().upload_file(str(path), target.bucket, key)
+        bar = bars(key, path.stat().st_size) if bars is not None else None
+        self.clients.s3().upload_file(str(path), target.bucket, key, Callback=bar)
+        if bar is not None:
+            bar.done()
         uri = f"s3://{target.bucket}/{key}"
         self.progress(f"uploaded {path} -> {uri}")
         return uri
@@ -206,13 +222,14 @@ def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], stat
               batch_pyz: Optional[Path] = None, max_wait: float = 3600.0,
               requests: Sequence[Path] = (),
               udocker_layer_zip: Optional[Path] = None,
-              stream: Optional[Progress] = None) -> LocalReport:
+              stream: Optional[Progress] = None,
+              bars: Optional[Bars] = None) -> LocalReport:
     """Deploy ``fdl`` into an embedded endpoint, upload ``puts``, send ``requests``
     through the entry function's REST API, run until quiet.
 
     The files go to the first input path of the workflow's first entry function (a
-    folder: every file under it, named by its path in the folder). ``stream`` gets each
-    line of the scripts' output as it is written.
+    folder: every file under it, named by its path in the folder), each with a progress
+    bar from ``bars``. ``stream`` gets each line of the scripts' output as it is written.
     Raises ``ConfigError``/``SupervisorError`` for what stops the session
     before anything runs (a bad definition, a loop, missing artefacts).
     """
@@ -226,7 +243,7 @@ def run_local(fdl: Path, puts: Sequence[Path], *, timeout: Optional[float], stat
                     layer_zip=layer_zip, batch_pyz=batch_pyz,
                     udocker_layer_zip=udocker_layer_zip, stream=stream) as cloud:
         for path, name in named_files(puts):
-            cloud.upload(path, name=name)
+            cloud.upload(path, name=name, bars=bars)
         for body in requests:
             cloud.request(body)
         cloud.run_until_quiet(max_wait)

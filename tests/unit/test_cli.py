@@ -533,14 +533,17 @@ class FakeReport:
 class FakeRunner:
     report: FakeReport
     calls: list[dict[str, Any]] = field(default_factory=list)
+    bars: Optional[Callable[[str, int], Any]] = None
 
     def __call__(self, fdl: Path, puts: Sequence[Path], *, timeout: Optional[float],
                  state_dir: Path, progress: Callable[[str], None],
                  max_wait: float, requests: Sequence[Path] = (),
-                 stream: Optional[Callable[[str], None]] = None) -> FakeReport:
+                 stream: Optional[Callable[[str], None]] = None,
+                 bars: Optional[Callable[[str, int], Any]] = None) -> FakeReport:
         self.calls.append({"fdl": fdl, "puts": list(puts), "timeout": timeout,
                            "state_dir": state_dir, "max_wait": max_wait,
                            "requests": list(requests)})
+        self.bars = bars
         if stream is not None:
             stream("  plants input/daisy.jpg | predicting")
         progress("embedded AWS endpoint: http://127.0.0.1:5555")
@@ -575,6 +578,26 @@ def test_local_quiet_shows_no_script_output_and_takes_folders_and_globs(
     assert runner.calls[0]["puts"] == [tmp_path / "dir", tmp_path / "daisy.jpg",
                                        tmp_path / "rose.jpg"]
     assert "predicting" not in err.getvalue()
+
+
+def test_local_draws_a_bar_for_a_big_upload_on_a_terminal(tmp_path: Path) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    runner = FakeRunner(FakeReport(rows=ROWS, ok=True))
+    err = Terminal()
+    ctx = Context(stdout=io.StringIO(), stderr=err)
+    assert run_local_command(_local_args(tmp_path), ctx, runner=runner) == 0
+    assert runner.bars is not None
+    small = runner.bars("input/small.txt", 1024)
+    small(1024)
+    small.done()
+    assert "small.txt" not in err.getvalue()
+    big = runner.bars("input/big.bin", 8 * 1024 * 1024)
+    big(4 * 1024 * 1024)
+    big.done()
+    assert "input/big.bin" in err.getvalue() and "100%" in err.getvalue()
 
 
 def test_local_needs_something_to_run() -> None:
