@@ -36,17 +36,31 @@ ensure_system_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Run a setup step with its chatter (pip's and setuptools' warnings and banners) kept in
+# a file, shown only when the step fails.
+quietly() {
+  local out status=0
+  out=$(mktemp)
+  "$@" >"$out" 2>&1 || status=$?
+  if [ "$status" != 0 ]; then
+    cat "$out" >&2
+    log "failed ($status): $*"
+  fi
+  rm -f "$out"
+  return "$status"
+}
+
 ensure_venv() {
   if [ ! -x "$PY" ]; then
     log "creating $VENV"
     python3 -m venv "$VENV"
-    "$PY" -m pip install -q --upgrade pip
+    quietly "$PY" -m pip install -q --upgrade pip
   fi
   local stamp="$VENV/.stamp-deps" want
   want=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     log "installing the project and its test dependencies into $VENV"
-    "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+    quietly "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
     echo "$want" > "$stamp"
   fi
 }
