@@ -188,9 +188,16 @@ class _Invocation:
         start = self.clock()
         mode = self.config.execution_mode
         if obj is None and mode == "batch":
-            return records.failed(None, "a direct invocation runs in Lambda; execution_mode "
-                                        "batch hands S3 objects to Batch: invoke it with an S3 "
-                                        "event, or use lambda or lambda-batch")
+            if direct is None or direct.kind != "api-gateway":
+                return records.failed(None, "{}, script and cmd_args run in Lambda; "
+                                            "execution_mode batch hands S3 objects (and API "
+                                            "requests' bodies) to Batch: invoke it with an "
+                                            "S3 event, or use lambda or lambda-batch")
+            from .staged_request import stage_request
+
+            staged = stage_request(self.clients.s3(), self.config, self.request_id, direct)
+            return self._delegate(staged, "execution_mode is batch (the request's body is "
+                                          "the job's input)", start)
         reason = delegate_reason(
             mode, object_size=obj.size if obj else 0,
             free_bytes=shutil.disk_usage(self.work_base).free,

@@ -52,7 +52,7 @@ def process_gone(pid: int, wait: float = 3.0) -> bool:
 
 def put(s3: Any, bucket: str, key: str, body: bytes) -> dict[str, Any]:
     """Upload ``body`` and return the S3 event record S3 would send for it."""
-    from supervisor.local.s3event import object_created_record
+    from supervisor.s3event import object_created_record
 
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     head = s3.head_object(Bucket=bucket, Key=key)

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional
 
 from botocore.exceptions import ClientError
 
-from ..local.s3event import event_of, object_created_record
+from ..s3event import event_of, object_created_record
 from .args import Subparsers, add_command
 from .context import Context
 from .errors import CliError, error_code

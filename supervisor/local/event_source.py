@@ -8,7 +8,7 @@ buckets that have any, and for every object that appeared since (a new key,
 or a new upload of a key: a new version id in a versioned bucket, else a new
 ETag or LastModified) and matches a configuration, sends that function one
 event with one record, built as S3 builds it
-(:func:`supervisor.local.s3event.object_created_record`: URL-encoded key,
+(:func:`supervisor.s3event.object_created_record`: URL-encoded key,
 eventVersion 2.1, size, eTag, sequencer, ``versionId`` in a versioned
 bucket, ``configurationId`` = the configuration's Id), as an asynchronous
 (``Event``) invocation. Objects are taken in order: buckets, then keys, sorted.
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Collection, Literal, Mapping, Optional, Protocol
 
 from ..aws import ClientFactory
-from .s3event import event_of, object_created_record
+from ..s3event import event_of, object_created_record
 
 __all__ = ["EventSource", "Invoker", "Watch", "NewObject"]
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from supervisor.handoff import Handoff, now_iso, write_handoff
-from supervisor.local.s3event import event_of, object_created_record
 from supervisor.process import group_alive
+from supervisor.s3event import event_of, object_created_record
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from supervisor.container import prepare as prepare_mod
 from supervisor.handler import handle
 from supervisor.local.context import LocalContext
 from supervisor.local.image import build_busybox_image, build_glibc_image, build_layered_image
-from supervisor.local.s3event import event_of
+from supervisor.s3event import event_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.container,
               pytest.mark.skipif(not Path("/usr/bin/proot").is_file(),
@@ -256,7 +256,7 @@ import base64, json, os, sys
 from supervisor.aws import ClientFactory
 from supervisor.handler import handle
 from supervisor.local.context import LocalContext
-from supervisor.local.s3event import event_of, object_created_record
+from supervisor.s3event import event_of, object_created_record
 bucket, key, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 event = event_of(object_created_record(bucket, key, size=size, etag="x"))
 response = handle(event, LocalContext(function_name="fn-image", timeout=120),

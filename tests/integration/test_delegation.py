@@ -22,7 +22,7 @@ from supervisor.aws import ClientFactory
 from supervisor.handler import handle
 from supervisor.handoff import HANDOFF_ENV, REQUEST_ID_ENV, Handoff, parse_s3_uri
 from supervisor.local.context import LocalContext
-from supervisor.local.s3event import event_of, object_created_record
+from supervisor.s3event import event_of, object_created_record
 
 pytestmark = pytest.mark.integration
 
@@ -199,6 +199,36 @@ def test_batch_mode_hands_off_without_running_and_the_job_completes_on_batch(
     assert fn.outputs() == ["output/res/out.txt"]
     text = fn.s3.get_object(Bucket=fn.bucket, Key="output/res/out.txt")["Body"].read()
     assert text.decode() == "batch req-batch-1 from s3\n"
+
+
+def test_an_api_request_to_a_batch_function_is_staged_and_its_body_is_the_jobs_input(
+        fn: Function, tmp_path: Path, aws_env: dict[str, str]) -> None:
+    from supervisor.gateway import Route, proxy_event
+
+    marker = tmp_path / "ran-in-lambda"
+    config = fn.config(mode="batch", script=QUICK_SCRIPT, variables={"MARKER": str(marker)})
+    route = Route(api_id="api1", stage="scar", region="us-east-1",
+                  url="https://api1.execute-api.us-east-1.amazonaws.com/scar/launch",
+                  function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{fn.name}")
+    event = proxy_event(route, b"from the request", headers={
+        "Content-Disposition": 'attachment; filename="req.txt"'})
+    response, body = fn.invoke(event, config, request_id="req-api-1")
+
+    (record,) = body["records"]
+    assert record["status"] == "delegated", record
+    assert record["key"] == "supervisor-handoff/requests/req-api-1/req.txt"
+    assert not marker.exists()
+    staged = fn.s3.get_object(Bucket=fn.bucket, Key=record["key"])["Body"].read()
+    assert staged == b"from the request"
+    assert [j["jobId"] for j in fn.jobs()] == [record["job_id"]]
+    done = run_batch_entry(dict(aws_env, **fn.job_environment(record["job_id"])), tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = fn.s3.get_object(Bucket=fn.bucket, Key="output/res/out.txt")["Body"].read()
+    assert text.decode() == "batch req-api-1 from the request\n"
+
+    _, refused = fn.invoke({}, config)  # no body to hand over: runs in Lambda only
+    assert refused["records"][0]["status"] == "failed"
+    assert "{}, script and cmd_args run in Lambda" in refused["records"][0]["error"]
 
 
 def test_batch_side_exit_code_is_the_scripts_and_nothing_is_uploaded(

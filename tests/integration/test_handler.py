@@ -14,7 +14,7 @@ from conftest import put
 from supervisor.aws import ClientFactory
 from supervisor.handler import handle
 from supervisor.local.context import LocalContext
-from supervisor.local.s3event import event_of, object_created_record
+from supervisor.s3event import event_of, object_created_record
 
 pytestmark = pytest.mark.integration
 

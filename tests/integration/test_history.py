@@ -27,7 +27,7 @@ from supervisor.history.bands import size_band
 from supervisor.history.runtime import READ_MAX_S
 from supervisor.history.store import item_values
 from supervisor.local.context import LocalContext
-from supervisor.local.s3event import event_of, object_created_record
+from supervisor.s3event import event_of, object_created_record
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from supervisor.local.batch_executor import SHUTDOWN_REASON, START_REASON, Local
 from supervisor.local.batch_resolve import EXIT_REASON, TIMEOUT_REASON, LocalHost, base_env
 from supervisor.local.batch_tap import SubmitJobTap
 from supervisor.local.endpoint import start_endpoint
-from supervisor.local.s3event import object_created_record
 from supervisor.local.store import LocalStore
+from supervisor.s3event import object_created_record
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from supervisor.events import parse
 from supervisor.local.event_source import EventSource
 from supervisor.local.lambda_executor import Invocation, LambdaExecutor, LocalLambdaError
 from supervisor.local.lambda_sandbox import Sandbox, lambda_environment
-from supervisor.local.s3event import event_of, object_created_record
 from supervisor.local.store import LocalStore
 from supervisor.provision import HANDLER, Waiting, deploy, deployment_zip
+from supervisor.s3event import event_of, object_created_record
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from supervisor.cli import main
 from supervisor.config import from_fdl
 from supervisor.errors import ConfigError
 from supervisor.local.image import build_busybox_image
-from supervisor.local.s3event import event_of, object_created_record
 from supervisor.local.session import LocalCloud, run_local
+from supervisor.s3event import event_of, object_created_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.container,
               pytest.mark.skipif(not (Path("/usr/bin/proot").is_file()

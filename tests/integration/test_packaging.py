@@ -40,7 +40,6 @@ from conftest import WHEELHOUSE, Built, put, run_builder
 from supervisor.cli import main
 from supervisor.errors import BuildError
 from supervisor.handoff import Handoff, now_iso, write_handoff
-from supervisor.local.s3event import event_of
 from supervisor.packaging.artefacts import build_udocker_layer
 from supervisor.packaging.build import Options, engines_for, udocker_inputs
 from supervisor.packaging.checks import check_layer_size, check_layers_total
@@ -54,6 +53,7 @@ from supervisor.packaging.engines import (
 )
 from supervisor.packaging.pins import read_pins
 from supervisor.packaging.tarball import pick_tarball_files
+from supervisor.s3event import event_of
 
 pytestmark = pytest.mark.integration
 

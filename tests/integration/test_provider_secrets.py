@@ -22,7 +22,7 @@ from supervisor.batch_entry import EX_CONFIG, main
 from supervisor.handler import handle
 from supervisor.handoff import HANDOFF_ENV, parse_s3_uri
 from supervisor.local.context import LocalContext
-from supervisor.local.s3event import event_of
+from supervisor.s3event import event_of
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from supervisor.container import prepare as prepare_mod
 from supervisor.handler import handle
 from supervisor.local.context import LocalContext
 from supervisor.local.image import build_busybox_image
-from supervisor.local.s3event import event_of
+from supervisor.s3event import event_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.container,
               pytest.mark.skipif(not Path("/usr/bin/proot").is_file(),

@@ -39,8 +39,8 @@ from supervisor.errors import (
     SupervisorError,
 )
 from supervisor.jsonlog import JsonFormatter, install
-from supervisor.local.s3event import event_of, object_created_record
 from supervisor.result import RecordResult
+from supervisor.s3event import event_of, object_created_record
 
 CONFIG_YAML = """\
 name: fn

@@ -24,7 +24,7 @@ from supervisor.history.bands import (
 )
 from supervisor.history.model import counter_increments
 from supervisor.history.runtime import explore_draw, history_key
-from supervisor.local.s3event import event_of, object_created_record
+from supervisor.s3event import event_of, object_created_record
 from supervisor.watchdog import Deadline
 
 MB = 1_000_000

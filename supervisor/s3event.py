@@ -1,4 +1,5 @@
-"""S3 notification events exactly as S3 sends them, for objects in the local endpoint."""
+"""S3 notification events exactly as S3 sends them: for objects of the local endpoint, for
+``supervisor invoke``, and for a request body a ``batch`` function stages for its job."""
 from __future__ import annotations
 
 import itertools
@@ -20,8 +21,10 @@ def _sequencer() -> str:
 def object_created_record(bucket: str, key: str, *, size: int, etag: str = "",
                           version_id: Optional[str] = None, region: str = "us-east-1",
                           event_name: str = "ObjectCreated:Put",
-                          sequencer: Optional[str] = None) -> dict[str, Any]:
-    """One ``Records`` entry for an object creation (eventVersion 2.1, URL-encoded key)."""
+                          sequencer: Optional[str] = None,
+                          origin: str = "LOCAL") -> dict[str, Any]:
+    """One ``Records`` entry for an object creation (eventVersion 2.1, URL-encoded key);
+    ``origin`` names who made it where S3 names the requester."""
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size,
                            "eTag": etag.strip('"'), "sequencer": sequencer or _sequencer()}
@@ -33,13 +36,13 @@ def object_created_record(bucket: str, key: str, *, size: int, etag: str = "",
         "awsRegion": region,
         "eventTime": now,
         "eventName": event_name,
-        "userIdentity": {"principalId": "AWS:LOCAL"},
+        "userIdentity": {"principalId": f"AWS:{origin}"},
         "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "LOCAL", "x-amz-id-2": "LOCAL"},
+        "responseElements": {"x-amz-request-id": origin, "x-amz-id-2": origin},
         "s3": {
             "s3SchemaVersion": "1.0",
-            "configurationId": "supervisor-local",
-            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "LOCAL"},
+            "configurationId": f"supervisor-{origin.lower()}",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": origin},
                        "arn": f"arn:aws:s3:::{bucket}"},
             "object": obj,
         },
