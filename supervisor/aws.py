@@ -16,7 +16,7 @@ from .config import S3Provider
 from .errors import ConfigError
 from .secretrefs import SecretResolver
 
-__all__ = ["ClientFactory", "DEFAULT_PROVIDER"]
+__all__ = ["ClientFactory", "DEFAULT_PROVIDER", "bounded_timeout"]
 
 DEFAULT_PROVIDER = "s3"
 
@@ -34,6 +34,28 @@ _SETTINGS: dict[str, dict[str, Any]] = {
                 "connect_timeout": 5, "read_timeout": 10},
 }
 _DEFAULT_SETTINGS: dict[str, Any] = {"retries": {"total_max_attempts": 6, "mode": "standard"}}
+# A bounded client (``ClientFactory.bounded``): one attempt, connect and read timeouts of a
+# power of two seconds in this range, so a process makes a few such clients, not one a call.
+_BOUNDED = "bounded-"
+_BOUNDED_MIN_S = 0.25
+_BOUNDED_MAX_S = 64.0
+
+
+def bounded_timeout(seconds: float) -> float:
+    """The timeout a client bounded to ``seconds`` gets: the largest power of two not above
+    it, at least 0.25 s and at most 64 s. Pure."""
+    timeout = _BOUNDED_MAX_S
+    while timeout > _BOUNDED_MIN_S and timeout > seconds:
+        timeout /= 2
+    return timeout
+
+
+def _settings(purpose: str) -> dict[str, Any]:
+    if purpose.startswith(_BOUNDED):
+        seconds = float(purpose[len(_BOUNDED):])
+        return {"retries": {"total_max_attempts": 1, "mode": "standard"},
+                "connect_timeout": seconds, "read_timeout": seconds}
+    return _SETTINGS.get(purpose, _DEFAULT_SETTINGS)
 
 
 def _provider_key(provider: str) -> str:
@@ -104,6 +126,13 @@ class ClientFactory:
         """A Lambda client for ``Invoke``: one attempt, a read timeout past Lambda's 900 s."""
         return self._cached("lambda", DEFAULT_PROVIDER, purpose="invoke")
 
+    def bounded(self, service: str, seconds: float) -> Any:
+        """A default-credentials client for ``service`` that gives up in about ``seconds``:
+        connect and read timeouts of ``bounded_timeout(seconds)`` and one attempt (its caller
+        retries, within its own deadline). Made once per process for each such timeout."""
+        return self._cached(service, DEFAULT_PROVIDER,
+                            purpose=f"{_BOUNDED}{bounded_timeout(seconds)}")
+
     def s3(self, storage_provider: str = DEFAULT_PROVIDER) -> Any:
         """The S3 client for ``"s3"`` or a named ``"s3.<id>"`` storage provider."""
         return self._cached("s3", storage_provider)
@@ -143,7 +172,7 @@ class ClientFactory:
         from botocore.config import Config
 
         config = Config(max_pool_connections=32,
-                        **_SETTINGS.get(purpose, _DEFAULT_SETTINGS))
+                        **_settings(purpose))
         if provider == DEFAULT_PROVIDER:
             if self._endpoint_url:
                 return self._get_session().client(service, config=config,

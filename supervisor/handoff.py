@@ -245,6 +245,16 @@ def find_job(batch: Any, queue: str, name: str) -> Optional[str]:
     return None
 
 
+def _last_look(batch: Any, request: Mapping[str, Any]) -> Optional[str]:
+    """The job, if the call whose answer was lost made it; None when that cannot be told."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return find_job(batch, str(request["jobQueue"]), str(request["jobName"]))
+    except (ClientError, BotoCoreError):
+        return None
+
+
 def submit_job(batch: Any, request: Mapping[str, Any], *, deadline: Deadline,
                clock: Callable[[], float] = time.monotonic,
                sleep: Callable[[float], None] = time.sleep, max_attempts: int = 8) -> str:
@@ -253,7 +263,8 @@ def submit_job(batch: Any, request: Mapping[str, Any], *, deadline: Deadline,
     SubmitJob has no client token, so after an error whose outcome is unknown (a lost
     answer, a connection cut, a 5xx) the job is looked up by its unique name first and
     only sent again when it is not there. At most ``max_attempts`` calls; a retry is made
-    only when the deadline leaves room for its pause. Returns the job id.
+    only when the deadline leaves room for its pause, and when it does not after an
+    unknown outcome, the job is looked up one last time. Returns the job id.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -283,6 +294,9 @@ def submit_job(batch: Any, request: Mapping[str, Any], *, deadline: Deadline,
         pause = delay * (1 + random.random())
         remaining = deadline.remaining(clock)
         if attempt >= max_attempts or (remaining is not None and remaining < pause):
+            found = _last_look(batch, request) if unknown else None
+            if found is not None:
+                return found
             raise DelegationError(f"SubmitJob failed {attempt} time(s) and the time budget ran "
                                   f"out: {error}") from error
         sleep(pause)

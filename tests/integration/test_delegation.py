@@ -435,7 +435,12 @@ class BatchFault(ClientFactory):
         return self
 
     def client(self, service: str) -> Any:
-        real = super().client(service)
+        return self._faulty(service, super().client(service))
+
+    def bounded(self, service: str, seconds: float) -> Any:  # the hand-off's clients
+        return self._faulty(service, super().bounded(service, seconds))
+
+    def _faulty(self, service: str, real: Any) -> Any:
         if service != "batch":
             return real
         fault = self
