@@ -155,9 +155,11 @@ def _stage_in(job: Job, work: WorkDirs, clients: ClientFactory,
         return path
     s3 = clients.s3(input_provider(job.config, obj.bucket))
     quick = 0 < obj.size < QUICK_STAGE_IN_BYTES  # one short GET: not worth a thread
+    cancel = threading.Event()
     input_file = run_within(job.deadline, clock, f"stage-in of {obj.uri}", lambda: stage_in(
         s3, bucket=obj.bucket, key=obj.key, input_dir=work.input_dir,
-        version_id=obj.version_id, size=obj.size or None), quick=quick)
+        version_id=obj.version_id, size=obj.size or None, cancel=cancel),
+        quick=quick, cancel=cancel)
     log.info("stage-in done", extra={"phase": "stage-in", "seconds": round(clock() - t0, 3),
                                      "bytes": input_file.stat().st_size})
     return input_file
@@ -190,11 +192,12 @@ def _entrypoint(ready: Optional["Ready"]) -> tuple[str, ...]:
 
 
 def run_within(deadline: Deadline, clock: Callable[[], float], what: str,
-            step: Callable[[], T], *, quick: bool = False) -> T:
+            step: Callable[[], T], *, quick: bool = False,
+            cancel: Optional[threading.Event] = None) -> T:
     """Run ``step``, giving up with ``ScriptTimeout`` when the deadline passes first.
 
-    The budget covers stage-in too: a download still running at the deadline
-    is left to fail on its own (its work dir is removed) while the record is
+    The budget covers stage-in too: at the deadline ``cancel`` is set, so a download
+    that watches it stops (between chunks, on its own thread) while the record is
     handed off in the seconds that are left. A ``quick`` step with plenty of
     time left runs in this thread (a thread per invocation costs milliseconds);
     it is checked against the deadline when it returns.
@@ -220,6 +223,8 @@ def run_within(deadline: Deadline, clock: Callable[[], float], what: str,
     try:
         return future.result(timeout=remaining)
     except FutureTimeout:
+        if cancel is not None:
+            cancel.set()
         raise ScriptTimeout(f"{what} exceeded the time budget") from None
 
 

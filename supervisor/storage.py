@@ -16,8 +16,8 @@ import functools
 import mimetypes
 import os
 import secrets
-import shutil
 import stat
+import threading
 import time
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -54,7 +54,9 @@ _KEEP_EXT_MAX = _NAME_MAX - 16  # a longer "extension" is not worth keeping
 _PART_TAG = ".part-"
 _TOKEN_BYTES = 6  # 12 hex characters
 _SHOWN_FAILURES = 3
-_COPY_CHUNK = 1024 * 1024
+# The one-GET download reads this much at a time and looks at its cancel flag in between.
+_GET_CHUNK = 64 * 1024
+_CANCEL_POLL_S = 0.05  # how often a waiting ranged download looks at its cancel flag
 # Parts in flight per large transfer: each holds up to a part (8 MiB) in memory; four
 # keep a 1-2 core Lambda or job busy without the peak memory growing with the file.
 _TRANSFER_THREADS = 4
@@ -294,11 +296,27 @@ def _open_temp(directory: Path, name: str) -> tuple[Path, int]:
 _GET_ATTEMPTS = 3
 
 
+def _cancelled(uri: str) -> StageInError:
+    return StageInError(f"cannot download {uri}: cancelled (the time budget ran out)")
+
+
+def _copy_body(body: Any, sink: Any, cancel: Optional[threading.Event], uri: str) -> None:
+    """``body`` into ``sink`` chunk by chunk, stopping when ``cancel`` is set."""
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise _cancelled(uri)
+        chunk = body.read(_GET_CHUNK)
+        if not chunk:
+            return
+        sink.write(chunk)
+
+
 def _get_whole(s3: Any, bucket: str, key: str, extra_args: dict[str, Any], sink: Any,
-               uri: str) -> Optional[int]:
+               uri: str, cancel: Optional[threading.Event] = None) -> Optional[int]:
     """One GET of a small object into ``sink``, again (from the start, pinned to the first
     answer's ETag) when the body comes short or the connection breaks mid-body, as
-    s3transfer does for its ranged GETs. Returns the object's ContentLength."""
+    s3transfer does for its ranged GETs. Returns the object's ContentLength. Stops
+    (``StageInError``) between chunks once ``cancel`` is set."""
     from urllib3.exceptions import HTTPError as Urllib3Error
 
     pinned = dict(extra_args)
@@ -311,7 +329,7 @@ def _get_whole(s3: Any, bucket: str, key: str, extra_args: dict[str, Any], sink:
             pinned["IfMatch"] = answer["ETag"]  # a retry gets these bytes, or fails
         try:
             with answer["Body"] as body:
-                shutil.copyfileobj(body, sink, _COPY_CHUNK)
+                _copy_body(body, sink, cancel, uri)
         except (BotoCoreError, Urllib3Error, ConnectionError) as exc:
             if attempt == _GET_ATTEMPTS:
                 raise StageInError(f"cannot download {uri}: the body broke off "
@@ -323,10 +341,41 @@ def _get_whole(s3: Any, bucket: str, key: str, extra_args: dict[str, Any], sink:
     return None  # pragma: no cover - the loop returns or raises
 
 
+class _Finished:
+    """An s3transfer subscriber: sets ``event`` when its transfer is done, whatever the
+    outcome."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def on_done(self, future: Any, **kwargs: Any) -> None:
+        self.event.set()
+
+
+def _download(s3: Any, bucket: str, key: str, extra_args: dict[str, Any], sink: Any,
+              config: Any, cancel: Optional[threading.Event], uri: str) -> Optional[int]:
+    """A TransferManager download into ``sink``, cancelled (its requests stop between
+    chunks) once ``cancel`` is set. Returns the object's size."""
+    from s3transfer.manager import TransferManager
+
+    finished = _Finished()
+    with TransferManager(s3, config) as manager:
+        future = manager.download(bucket, key, sink, extra_args=extra_args,
+                                  subscribers=[finished])
+        if cancel is not None:
+            while not finished.event.wait(_CANCEL_POLL_S):
+                if cancel.is_set():
+                    future.cancel()
+                    raise _cancelled(uri)
+        future.result()
+        return int(future.meta.size) if future.meta.size is not None else None
+
+
 def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
              version_id: Optional[str] = None,
              transfer_config: Optional[Any] = None, size: Optional[int] = None,
-             small_object_threshold: int = 8 * 1024 * 1024) -> Path:
+             small_object_threshold: int = 8 * 1024 * 1024,
+             cancel: Optional[threading.Event] = None) -> Path:
     """Download ``s3://bucket/key`` to ``input_dir / safe_name(key)``; return that path.
 
     The object is written to a hidden temporary file in ``input_dir`` and
@@ -336,7 +385,8 @@ def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
     GET; any other by an s3transfer ``TransferManager`` (ranged, concurrent
     GETs above the multipart threshold, pinned to the object's ETag; bounded
     memory). ``version_id`` downloads that version. ``transfer_config`` is an
-    s3transfer/boto3 ``TransferConfig``.
+    s3transfer/boto3 ``TransferConfig``. Once ``cancel`` is set (the caller gave up on
+    the download), the transfer stops between chunks and its requests end.
 
     Raises ``StageInError`` (one line: the URI and why) on any failure, after
     removing the temporary file.
@@ -353,14 +403,10 @@ def stage_in(s3: Any, *, bucket: str, key: str, input_dir: Path,
         temp, fd = _open_temp(directory, final.name)
         with os.fdopen(fd, "wb") as sink:
             if size is not None and size < small_object_threshold:
-                expected = _get_whole(s3, bucket, key, extra_args, sink, uri)
+                expected = _get_whole(s3, bucket, key, extra_args, sink, uri, cancel)
             else:
-                from s3transfer.manager import TransferManager
-
-                with TransferManager(s3, transfer_config or _download_config()) as manager:
-                    future = manager.download(bucket, key, sink, extra_args=extra_args)
-                    future.result()
-                    expected = future.meta.size
+                expected = _download(s3, bucket, key, extra_args, sink,
+                                     transfer_config or _download_config(), cancel, uri)
             sink.flush()
             written = os.fstat(sink.fileno()).st_size
         if expected is not None and written != expected:
