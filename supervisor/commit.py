@@ -12,12 +12,21 @@ function, no data is copied. Three phases, each a pool of requests:
 3. ``CompleteMultipartUpload`` per output, only when 1 and 2 succeeded for all.
 
 A failure or the deadline in 1-2 aborts every upload (nothing ever appeared). A failure in
-3 deletes the outputs already completed and aborts the rest, and says so. The window that
+3 deletes the outputs already completed and aborts the rest, and says so (a Complete sent
+again after a lost answer and answered NoSuchUpload counts as made when the object there
+has the ETag its parts make). The window that
 remains: a crash in the middle of phase 3 can leave part of the set visible.
+
+The deadline is kept even when S3 does not answer: past it nothing more is waited for. A
+request still running then is left to end on its own (botocore's timeouts bound it); a
+clean-up thread aborts every upload once they all have. A commit (phase 3, or the one
+``PutObject``) still running at the deadline may complete after it: the error says how
+many outputs were visible by then, and the rest may still appear.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import stat
 import threading
@@ -27,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from .errors import ScriptTimeout, StageOutError
+from .errors import ScriptTimeout, StageOutError, error_code
 from .watchdog import Deadline
 
 __all__ = ["Output", "Uploaded", "commit_outputs", "PART_SIZE", "MIN_PART_SIZE"]
@@ -116,10 +125,24 @@ class _Phases:
         self.deadline = deadline
         self.clock = clock
         self.stop = threading.Event()
+        self.abandoned = False  # requests were left running at the deadline
+
+    def remaining(self) -> Optional[float]:
+        """Seconds to the deadline; None without one."""
+        return self.deadline.remaining(self.clock)
+
+    def leave(self, pending: set[Future[None]]) -> None:
+        """Stop waiting for ``pending``: the queued ones never start, the running ones are
+        left to end on their own."""
+        self.stop.set()
+        for future in pending:
+            future.cancel()
+        self.abandoned = self.abandoned or not all(f.done() for f in pending)
 
     def run(self, tasks: Sequence[Callable[[], None]], what: str) -> list[BaseException]:
         """Run ``tasks``; the errors. ``ScriptTimeout`` when the deadline passes first
-        (the running requests are waited for, the queued ones never start)."""
+        (the queued requests never start; the running ones are not waited for). After a
+        failure the running ones are waited for until the deadline."""
         def guarded(task: Callable[[], None]) -> None:
             if not self.stop.is_set():
                 task()
@@ -127,20 +150,19 @@ class _Phases:
         futures: list[Future[None]] = [self.pool.submit(guarded, t) for t in tasks]
         pending = set(futures)
         while pending:
-            remaining = self.deadline.remaining(self.clock)
+            remaining = self.remaining()
             if remaining is not None and remaining <= 0:
-                self.stop.set()
-                for future in pending:
-                    future.cancel()
-                wait(pending)
+                self.leave(pending)
                 raise ScriptTimeout(f"stage-out exceeded the time budget ({what}); "
                                     "no output was made visible")
             _, pending = wait(pending, timeout=remaining, return_when=FIRST_EXCEPTION)
             if any(f.done() and f.exception() is not None for f in futures):
                 self.stop.set()
-                wait(pending)
+                _, pending = wait(pending, timeout=self.remaining())
+                self.leave(pending)
                 break
-        return [e for e in (f.exception() for f in futures if not f.cancelled()) if e]
+        return [e for e in (f.exception() for f in futures if f.done() and not f.cancelled())
+                if e]
 
 
 def commit_outputs(outputs: Sequence[Output], clients: Mapping[str, Any], *,
@@ -151,7 +173,8 @@ def commit_outputs(outputs: Sequence[Output], clients: Mapping[str, Any], *,
 
     ``clients`` maps each output's provider to its S3 client; ``reason`` turns a
     botocore error into one line. Raises ``StageOutError`` (nothing visible, or what was
-    committed removed, said in one line) and ``ScriptTimeout`` (nothing visible).
+    committed removed, said in one line) and ``ScriptTimeout`` (nothing visible, unless a
+    commit was still running at the deadline: the message says so).
     """
     if not outputs:
         return []
@@ -163,31 +186,60 @@ def commit_outputs(outputs: Sequence[Output], clients: Mapping[str, Any], *,
         if single is not None:
             return [single]
     opened = [_Open(output=o, client=clients[o.provider]) for o in outputs]
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(outputs) * 2)),
+                              thread_name_prefix="stage-out")
+    phases = _Phases(pool, deadline, clock)
+    try:
+        return _commit(opened, phases, part_size, reason)
+    finally:
+        if phases.abandoned:
+            threading.Thread(target=_clean_up, args=(opened, pool), name="stage-out-clean-up",
+                             daemon=True).start()
+        else:
+            pool.shutdown()
+
+
+def _commit(opened: Sequence[_Open], phases: _Phases, part_size: int,
+            reason: Reasons) -> list[Uploaded]:
+    """The three phases of :func:`commit_outputs` in ``phases``' pool."""
     failures: dict[int, str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(outputs) * 2)),
-                            thread_name_prefix="stage-out") as pool:
-        phases = _Phases(pool, deadline, clock)
+    try:
         try:
             _stage(opened, phases, part_size, failures, reason)
-        except BaseException:
-            _abort(opened, phases)
-            raise
         finally:
-            for item in opened:
-                if item.fd >= 0:
-                    os.close(item.fd)
+            if not phases.abandoned:  # else a running request may still read its file
+                _close(opened)
         if failures:
-            _abort(opened, phases)
-            raise StageOutError(_report(f"{len(failures)} of {len(outputs)} outputs failed to "
+            raise StageOutError(_report(f"{len(failures)} of {len(opened)} outputs failed to "
                                         "upload", opened, failures)
                                 + "; none was made visible")
-        return _complete(opened, phases, reason)
+    except BaseException:
+        if not phases.abandoned:
+            _abort(opened, phases.pool)
+        raise
+    return _complete(opened, phases, reason)
+
+
+def _close(opened: Sequence[_Open]) -> None:
+    for item in opened:
+        if item.fd >= 0:
+            os.close(item.fd)
+            item.fd = -1
+
+
+def _clean_up(opened: Sequence[_Open], pool: ThreadPoolExecutor) -> None:
+    """After a deadline that left requests running: once they have ended, abort every
+    upload (nothing of it was made visible) and close the files."""
+    pool.shutdown(wait=True)
+    _abort(opened, None)
+    _close(opened)
 
 
 def _put_alone(output: Output, client: Any, part_size: int, reason: Reasons,
                deadline: Deadline, clock: Clock) -> Optional[Uploaded]:
     """A record's only output, when small, in one ``PutObject``: already all or nothing.
-    None when it is large (it then goes through the multipart commit)."""
+    None when it is large (it then goes through the multipart commit). Past the deadline
+    the ``PutObject`` is not waited for (``ScriptTimeout``; it may still complete)."""
     if deadline.expired(clock):
         raise ScriptTimeout("stage-out exceeded the time budget (before the upload); "
                             "no output was made visible")
@@ -199,9 +251,15 @@ def _put_alone(output: Output, client: Any, part_size: int, reason: Reasons,
     with os.fdopen(fd, "rb") as source:
         if size >= part_size:
             return None
+        from .pipeline import run_within  # the one "give up at the deadline" wait
+
         try:
-            client.put_object(Bucket=output.bucket, Key=output.key, Body=source,
-                              ContentLength=size, ContentType=output.content_type)
+            run_within(deadline, clock, f"stage-out of s3://{output.bucket}/{output.key}",
+                       lambda: client.put_object(Bucket=output.bucket, Key=output.key,
+                                                 Body=source, ContentLength=size,
+                                                 ContentType=output.content_type))
+        except ScriptTimeout as exc:
+            raise ScriptTimeout(f"{exc}; the output may still appear") from None
         except Exception as exc:
             raise StageOutError(f"1 of 1 outputs failed to upload: s3://{output.bucket}/"
                                 f"{output.key}: {reason(exc)}; none was made visible") from None
@@ -252,8 +310,9 @@ def _stage(opened: Sequence[_Open], phases: _Phases, part_size: int,
     phases.run(tasks, "uploading the outputs")
 
 
-def _abort(opened: Sequence[_Open], phases: _Phases) -> None:
-    """Abort every open upload (best effort: S3 also expires them by lifecycle rule)."""
+def _abort(opened: Sequence[_Open], pool: Optional[ThreadPoolExecutor]) -> None:
+    """Abort every open upload, in ``pool`` or one by one (best effort: S3 also expires
+    them by lifecycle rule)."""
     def abort(item: _Open) -> None:
         try:
             item.client.abort_multipart_upload(Bucket=item.output.bucket, Key=item.output.key,
@@ -261,7 +320,12 @@ def _abort(opened: Sequence[_Open], phases: _Phases) -> None:
         except Exception:  # nothing more to do: the upload was never visible
             pass
 
-    for future in [phases.pool.submit(abort, item) for item in opened if item.upload_id]:
+    started = [item for item in opened if item.upload_id]
+    if pool is None:
+        for item in started:
+            abort(item)
+        return
+    for future in [pool.submit(abort, item) for item in started]:
         future.result()
 
 
@@ -278,13 +342,21 @@ def _complete(opened: Sequence[_Open], phases: _Phases, reason: Reasons) -> list
                 Bucket=item.output.bucket, Key=item.output.key, UploadId=item.upload_id,
                 MultipartUpload={"Parts": parts})
         except Exception as exc:
-            failures[index] = reason(exc)
-            return
+            if error_code(exc) != "NoSuchUpload" or not _is_there(item):
+                failures[index] = reason(exc)
+                return
         with lock:
             done.append(item)
 
     futures = [phases.pool.submit(complete, i, item) for i, item in enumerate(opened)]
-    wait(futures)
+    _, late = wait(futures, timeout=phases.remaining())
+    if late:
+        phases.leave(late)
+        with lock:
+            shown = len(done)
+        raise ScriptTimeout(f"stage-out exceeded the time budget (committing the outputs); "
+                            f"{shown} of {len(opened)} were visible by then and the others "
+                            "may still appear")
     if not failures:
         return sorted((Uploaded(i.output.bucket, i.output.key, i.size) for i in opened),
                       key=lambda c: (c.bucket, c.key))
@@ -295,12 +367,25 @@ def _complete(opened: Sequence[_Open], phases: _Phases, reason: Reasons) -> list
             removed += 1
         except Exception:
             pass
-    _abort([item for i, item in enumerate(opened) if i in failures], phases)
+    _abort([item for i, item in enumerate(opened) if i in failures], phases.pool)
     raise StageOutError(_report(f"the commit of {len(opened)} outputs failed for "
                                 f"{len(failures)}", opened, failures)
                         + f"; the {removed} already committed were removed"
                         + ("" if removed == len(done) else
                            f" ({len(done) - removed} could not be and stay visible)"))
+
+
+def _is_there(item: _Open) -> bool:
+    """Whether ``item``'s object is the one its upload made: a Complete whose answer was
+    lost, sent again, is answered NoSuchUpload when the first one took effect. The ETag of
+    a multipart object is the MD5 of its parts' MD5s, ``-`` and the number of parts."""
+    etags = [item.etags[n].strip('"') for n in sorted(item.etags)]
+    try:
+        digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in etags), usedforsecurity=False)
+        answer = item.client.head_object(Bucket=item.output.bucket, Key=item.output.key)
+    except Exception:  # not an MD5 (encrypted parts), or no answer: it cannot be told
+        return False
+    return str(answer.get("ETag", "")).strip('"') == f"{digest.hexdigest()}-{len(etags)}"
 
 
 def _report(head: str, opened: Sequence[_Open], failures: Mapping[int, str]) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -343,4 +344,7 @@ def test_stage_out_past_the_deadline_makes_nothing_visible(
         stage_out(clients, out, [StoragePath("s3", f"{bucket}/out")],
                   deadline=Deadline.after(0.0), max_workers=2)
     assert _objects(s3, bucket) == {}
+    end = time.monotonic() + 10  # aborted once the requests running at the deadline end
+    while s3.list_multipart_uploads(Bucket=bucket).get("Uploads") and time.monotonic() < end:
+        time.sleep(0.05)
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
