@@ -48,6 +48,7 @@ _THROTTLED = frozenset({"Throttling", "ThrottlingException", "ThrottledException
 _S3_IDEMPOTENT = frozenset({"put_object", "get_object", "delete_object"})
 
 
+@dataclass(frozen=True)
 class TimedClient:
     """The client of ``service`` for the hand-off: each call's timeouts come from the time
     left before ``deadline`` (half of it, at least 0.25 s; see ``ClientFactory.bounded``)
@@ -61,17 +62,13 @@ class TimedClient:
     warm hand-off, run on every request).
     """
 
-    def __init__(self, clients: ClientFactory, service: str, deadline: Deadline, *,
-                 idempotent: AbstractSet[str] = frozenset(), resend_throttled: bool = True,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self._clients = clients
-        self._service = service
-        self._deadline = deadline
-        self._idempotent = idempotent
-        self._resend_throttled = resend_throttled
-        self._clock = clock
-        self._sleep = sleep
+    clients: ClientFactory
+    service: str
+    deadline: Deadline
+    idempotent: AbstractSet[str] = frozenset()
+    resend_throttled: bool = True
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "meta":
@@ -81,15 +78,15 @@ class TimedClient:
         return functools.partial(self._call, name)
 
     def _client(self) -> Any:
-        remaining = self._deadline.remaining(self._clock)
+        remaining = self.deadline.remaining(self.clock)
         if remaining is None:
-            return self._clients.client(self._service)
-        return self._clients.bounded(self._service, max(_MIN_CALL_S, remaining * _CALL_SHARE))
+            return self.clients.client(self.service)
+        return self.clients.bounded(self.service, max(_MIN_CALL_S, remaining * _CALL_SHARE))
 
     def _call(self, name: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if self._deadline.at is None:
+        if self.deadline.at is None:
             return getattr(self._client(), name)(**kwargs)
         delay = 0.05
         attempt = 0
@@ -99,11 +96,11 @@ class TimedClient:
                 return getattr(self._client(), name)(**kwargs)
             except (ClientError, BotoCoreError) as exc:
                 pause = delay * (1 + random.random())
-                left = self._deadline.remaining(self._clock) or 0.0
+                left = self.deadline.remaining(self.clock) or 0.0
                 if (attempt >= _CALL_ATTEMPTS or not self._may_resend(name, exc)
                         or left < pause + _MIN_CALL_S):
                     raise
-            self._sleep(pause)
+            self.sleep(pause)
             delay *= 2
 
     def _may_resend(self, name: str, exc: Exception) -> bool:
@@ -112,11 +109,11 @@ class TimedClient:
         if isinstance(exc, ClientError):
             code = error_code(exc)
             if code in _THROTTLED:
-                return self._resend_throttled
+                return self.resend_throttled
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            return status >= 500 and name in self._idempotent
+            return status >= 500 and name in self.idempotent
         # ConnectionError and the timeouts are HTTPClientErrors: the call's fate is unknown.
-        return isinstance(exc, HTTPClientError) and name in self._idempotent
+        return isinstance(exc, HTTPClientError) and name in self.idempotent
 
 
 @dataclass(frozen=True)
