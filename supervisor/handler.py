@@ -234,8 +234,12 @@ class _Invocation:
                                    self.clock() - start),
                     exit_code=exc.exit_code, output_tail=exc.output_tail)
         except HandoffInProgress as exc:  # only a hand-off raises it: obj is an S3 object
+            # Failed, not skipped: if that other invocation dies before it submits, a 200
+            # here would drop the object for good; a 500 has Lambda retry it, and the retry
+            # finds the hand-off done (the same job) or makes it.
             assert obj is not None
-            return records.skipped(obj, str(exc))
+            return records.failed(obj, f"{exc}; failed so that Lambda retries it",
+                                  self.clock() - start)
 
     def record_history(self) -> None:
         """Write the runs of this invocation to the run history (when it is kept)."""

@@ -348,6 +348,35 @@ def test_a_lost_idempotency_write_fails_the_record_so_that_its_retry_makes_the_o
     figure(request, put_item=proxy.count("PutItem"))
 
 
+def test_a_duplicate_that_arrives_while_the_hand_off_is_in_progress_fails_to_be_retried(
+        fn: Function, proxy: FaultProxy, aws_env: dict[str, str]) -> None:
+    # S3 delivers the object twice at once; the first invocation's SubmitJob is slow. The
+    # second finds the hand-off in progress: a 200 "skipped" would lose the object if the
+    # first died; a 500 has Lambda retry it, and the retry gets the one job.
+    import threading
+
+    extra = f"idempotency: {{table: {idempotency_table(aws_env)}}}\n"
+    config = fn.config(mode="batch", script=QUICK_SCRIPT, extra=extra)
+    event = event_of(fn.put())
+    proxy.add(Fault.delay(1.5), op="SubmitJob", nth={1})
+    answers: dict[str, dict[str, Any]] = {}
+    first = threading.Thread(target=lambda: answers.update(
+        first=fn.invoke(event, config, request_id="req-1")[1]))
+    first.start()
+    time.sleep(0.7)  # the first has marked the hand-off and is waiting for SubmitJob
+    response, body = fn.invoke(event, config, request_id="req-2")
+    first.join()
+    (record,) = body["records"]
+    assert response["statusCode"] == 500 and record["status"] == "failed", record
+    assert "failed so that Lambda retries it" in record["error"] and one_line(record["error"])
+    assert answers["first"]["records"][0]["status"] == "delegated"
+
+    _, retried = fn.invoke(event, config, request_id="req-2")  # Lambda's retry
+    (again,) = retried["records"]
+    assert again["status"] == "delegated" and again["duplicate"] is True
+    assert [j["jobId"] for j in fn.jobs()] == [again["job_id"]]
+
+
 def test_a_failed_idempotency_update_keeps_the_submitted_job_and_a_duplicate_adds_none(
         fn: Function, proxy: FaultProxy, aws_env: dict[str, str]) -> None:
     extra = f"idempotency: {{table: {idempotency_table(aws_env)}}}\n"
@@ -359,8 +388,11 @@ def test_a_failed_idempotency_update_keeps_the_submitted_job_and_a_duplicate_add
     # Failing the record would have Lambda retry it, and the retry submit a second job.
     assert first["statusCode"] == 200 and record["status"] == "delegated", record
 
-    _, body = fn.invoke(event, config)  # a duplicate delivery of the same event
-    assert body["records"][0]["status"] in ("skipped", "delegated")
+    # A duplicate delivery meanwhile finds the record in progress: it is failed, to be
+    # retried (never skipped: had the first invocation died, that would lose the object),
+    # and submits nothing.
+    response, body = fn.invoke(event, config)
+    assert response["statusCode"] == 500 and body["records"][0]["status"] == "failed"
     assert [j["jobId"] for j in fn.jobs()] == [record["job_id"]]
 
 
