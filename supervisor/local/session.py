@@ -26,7 +26,7 @@ from ..errors import ConfigError, SupervisorError
 from ..fileset import named_files
 from ..gateway import proxy_event, resolve
 from ..packaging import artefacts_for
-from ..provision import FunctionRequest, caller_account, deploy, names_of
+from ..provision import FunctionRequest, deploy, names_of
 from ..provision.userdata import HOST_DIR
 from ..workflow import check_loops, edges
 from .account import localize, prepare_account
@@ -130,7 +130,7 @@ class LocalCloud:
         tap.install(endpoint.server)
         self.clients = _clients(endpoint.url)
         account = prepare_account(self.clients, self.configs)
-        self.account_id = caller_account(self.clients)
+        self.account_id = account.account_id
         self.local = {c.name: localize(c, account) for c in self.configs}
         # The code as deployed (a shipped image archive named by its S3 URI): a script
         # edited during the session does not change what the functions run (as on AWS).
