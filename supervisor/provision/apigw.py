@@ -84,11 +84,14 @@ def _proxy_resource(apigw: Any, api_id: str) -> tuple[str, Optional[str]]:
 
 def integration_function(apigw: Any, api_id: str) -> Optional[str]:
     """The function ARN the API's ``ANY /{proxy+}`` integration invokes, or None."""
+    _, proxy = _proxy_resource(apigw, api_id)
+    return None if proxy is None else _integrated(apigw, api_id, proxy)
+
+
+def _integrated(apigw: Any, api_id: str, proxy: str) -> Optional[str]:
+    """The function ARN resource ``proxy``'s ``ANY`` integration invokes, or None."""
     from botocore.exceptions import ClientError
 
-    _, proxy = _proxy_resource(apigw, api_id)
-    if proxy is None:
-        return None
     try:
         uri = str(apigw.get_integration(restApiId=api_id, resourceId=proxy,
                                         httpMethod="ANY").get("uri", ""))
@@ -153,7 +156,7 @@ def ensure_rest_api(apigw: Any, lam: Any, request: RestApiRequest) -> Outcome:
         with translated(f"cannot create the resource of REST API {request.name}"):
             proxy = str(apigw.create_resource(restApiId=api_id, parentId=root,
                                               pathPart="{proxy+}")["id"])
-    if integration_function(apigw, api_id) != request.function_arn or \
+    if _integrated(apigw, api_id, proxy) != request.function_arn or \
             not _stage_deployed(apigw, api_id, request.stage):
         _integrate(apigw, api_id, proxy, request)
         action = action if action == "created" else "updated"
